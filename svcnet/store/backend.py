@@ -15,12 +15,16 @@ Theory of operation
 
 Implementations: `memory.MemoryBackend` (a faithful in-memory model for unit tests),
 `sqlite.SQLiteBackend` (the embedded default). All must pass tests/unit/test_store_contract.py.
+Both build `watch()` on `WatchHub` (below): an in-process fan-out, fed synchronously by `txn()`
+right after each commit, with one bounded queue per watcher; a watcher that falls more than
+`WATCH_QUEUE_LIMIT` events behind is dropped with `WatchOverflow` so writers never block.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Callable, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,11 @@ class FutureRevision(StoreError):
     """The requested revision is newer than the store's current revision."""
 
 
+class WatchOverflow(StoreError):
+    """The watcher fell too far behind the writers and was dropped; end the stream (the client
+    re-lists or re-watches from its last revision)."""
+
+
 @dataclass(frozen=True)
 class ListResult:
     items: list[KeyValue]
@@ -141,3 +150,97 @@ class Backend(Protocol):
     async def compact(self, revision: int) -> None:
         """Forget history at and before `revision` (current values are kept)."""
         ...
+
+
+# ---- shared by the implementations ------------------------------------------------------------
+
+WATCH_QUEUE_LIMIT = 10_000  # live events a watcher may have pending before it is dropped
+
+# read_events(prefix, after, upto, limit): stored events for keys with `prefix` and
+# after < revision <= upto, in revision order, at most `limit` of them.
+EventReader = Callable[[str, int, int, int], Sequence[Event]]
+
+
+class _Subscription:
+    __slots__ = ("prefix", "queue", "overflowed", "closed")
+
+    def __init__(self, prefix: str, limit: int):
+        self.prefix = prefix
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(limit)
+        self.overflowed = False
+        self.closed = False
+
+
+class WatchHub:
+    """In-process fan-out of committed events to watchers.
+
+    A backend calls `publish()` right after each commit, synchronously and in revision order, and
+    implements `watch()` with `stream()`. `publish()` never blocks: a watcher whose queue is full
+    is unsubscribed, and its stream raises WatchOverflow at its next step."""
+
+    def __init__(self, queue_limit: int = WATCH_QUEUE_LIMIT):
+        self._queue_limit = queue_limit
+        self._subscriptions: set[_Subscription] = set()
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Queue `events` (committed, in revision order) for every watcher of their keys."""
+        for sub in list(self._subscriptions):
+            for event in events:
+                if event.kv.key.startswith(sub.prefix):
+                    try:
+                        sub.queue.put_nowait(event)
+                    except asyncio.QueueFull:
+                        sub.overflowed = True
+                        self._subscriptions.discard(sub)
+                        break
+
+    def close(self) -> None:
+        """End every stream: each returns (without error) at its next step."""
+        for sub in self._subscriptions:
+            sub.closed = True
+            if sub.queue.empty():
+                sub.queue.put_nowait(None)  # wake a waiting consumer
+        self._subscriptions.clear()
+
+    async def stream(self, prefix: str, after_revision: int, *, current_revision: Callable[[], int],
+                     compacted_revision: Callable[[], int], read_events: EventReader,
+                     batch: int = 1000) -> AsyncIterator[Event]:
+        """The body of `Backend.watch()`: replays stored events after `after_revision` through
+        `read_events`, then yields live ones, with no gap and no duplicate. Raises Compacted if
+        the history it needs is (or, during the replay, becomes) compacted, WatchOverflow if the
+        consumer falls too far behind."""
+        if after_revision < compacted_revision():
+            raise Compacted(after_revision, compacted_revision())
+        sub = _Subscription(prefix, self._queue_limit)
+        # Subscribe and take the replay's end in one synchronous step: every event up to `end` is
+        # in the log, every later one will be published to `sub`.
+        self._subscriptions.add(sub)
+        end = current_revision()
+        try:
+            last = after_revision
+            while last < end and not sub.closed:
+                if last < compacted_revision():
+                    raise Compacted(last, compacted_revision())
+                if sub.overflowed:
+                    raise self._overflow(prefix)
+                events = read_events(prefix, last, end, batch)
+                for event in events:
+                    yield event
+                if len(events) < batch:
+                    break
+                last = events[-1].kv.mod_revision
+            floor = max(after_revision, end)
+            while not sub.closed:
+                if sub.overflowed:
+                    raise self._overflow(prefix)
+                event = await sub.queue.get()
+                if event is None:
+                    break
+                if event.kv.mod_revision > floor:
+                    yield event
+        finally:
+            self._subscriptions.discard(sub)
+
+    def _overflow(self, prefix: str) -> WatchOverflow:
+        return WatchOverflow(f"watch on {prefix!r} fell more than {self._queue_limit} events "
+                             "behind")
