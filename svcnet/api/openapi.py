@@ -329,29 +329,36 @@ _GROUP_VERSIONS = {gv_path(r.group, r.version): (r.group, r.version) for r in RE
 
 
 @cache
-def _document(path: str) -> tuple[bytes, str] | None:
+def _document(path: str) -> bytes | None:
     gv = _GROUP_VERSIONS.get(path)
     if gv is None:
         return None
-    body = json.dumps(_build(*gv), separators=(",", ":"), ensure_ascii=False).encode()
-    return body, hashlib.sha512(body).hexdigest().upper()
+    return json.dumps(_build(*gv), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@cache
+def openapi_v3_hash(group_version_path: str, base_hash_source: str = "") -> str | None:
+    """The document's hash: its ETag (quoted) and the `hash` query value of its current URL;
+    upper-case hex SHA-512 of `base_hash_source` followed by the document, which with the
+    default "" is kube-openapi's content hash. A request with another hash gets a 301 to
+    `/openapi/v3/<path>?hash=<this>`."""
+    body = _document(group_version_path)
+    if body is None:
+        return None
+    return hashlib.sha512(base_hash_source.encode() + body).hexdigest().upper()
 
 
 def openapi_v3_document(group_version_path: str) -> bytes | None:
     """The JSON body of /openapi/v3/<group_version_path> (`api/v1`, `apis/apps/v1`), or None
     for a group version svcnet does not serve (answer 404)."""
-    doc = _document(group_version_path)
-    return doc[0] if doc else None
+    return _document(group_version_path)
 
 
-def openapi_v3_hash(group_version_path: str) -> str | None:
-    """The document's hash: its ETag (quoted) and the `hash` query value of its current URL.
-    A request with another hash gets a 301 to `/openapi/v3/<path>?hash=<this>`."""
-    doc = _document(group_version_path)
-    return doc[1] if doc else None
-
-
-def openapi_v3_index() -> dict:
-    """The body of GET /openapi/v3."""
-    return {"paths": {path: {"serverRelativeURL": f"/openapi/v3/{path}?hash={openapi_v3_hash(path)}"}
-                      for path in _GROUP_VERSIONS}}
+def openapi_v3_index(base_hash_source: str = "") -> dict:
+    """The body of GET /openapi/v3. `base_hash_source` is prefixed to each document before
+    hashing (a server build id, to make clients refetch across builds); pass the same value to
+    openapi_v3_hash."""
+    return {"paths": {
+        path: {"serverRelativeURL": f"/openapi/v3/{path}?hash="
+                                    f"{openapi_v3_hash(path, base_hash_source)}"}
+        for path in _GROUP_VERSIONS}}

@@ -659,9 +659,12 @@ def decode(kind: str, api_version: str, raw: bytes, obj: dict, mode: str,
            patch_type: str | None = None) -> tuple[dict, list[str]]:
     """Decode a request body of `kind` the way kube-apiserver does before storing it.
 
-    Create/update (`patch_type` None): `raw` is the body, `obj` the same body parsed. For a
-    patch, `raw` is the patch document and `obj` the patched object; `patch_type` its content
-    type. `mode` is the resolved fieldValidation (see resolve_mode).
+    Create/update (`patch_type` None): `raw` is the body and `obj` that body parsed, unmodified
+    (in Strict and Warn modes the object is decoded from `raw` itself, to see duplicate keys in
+    document order; pass b"" for a body that is not JSON, and `obj` is used). For a patch, `raw`
+    is the patch document, `obj` the patched object and `patch_type` the patch's content type
+    (strategic merge, merge or JSON patch). `mode` is the resolved fieldValidation (see
+    resolve_mode). `obj` must be a JSON object.
 
     Returns the object with unknown and null fields dropped, and the warnings to send (Warn
     mode: one per strict error, each for a `Warning: 299 - "<text>"` header). Raises

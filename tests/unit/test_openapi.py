@@ -183,3 +183,11 @@ def test_committed_schemas_are_what_the_generator_writes():
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     assert gen.render(gen.generate()) == gen.OUT.read_text(encoding="utf-8")
+
+
+def test_a_hash_source_salts_every_hash_consistently():
+    body = openapi.openapi_v3_document("api/v1")
+    digest = hashlib.sha512(b"build-7" + body).hexdigest().upper()
+    assert openapi.openapi_v3_hash("api/v1", "build-7") == digest
+    assert openapi.openapi_v3_index("build-7")["paths"]["api/v1"] == {
+        "serverRelativeURL": f"/openapi/v3/api/v1?hash={digest}"}
