@@ -63,12 +63,10 @@ def dry_run(request: web.Request) -> bool:
     return bool(values)
 
 
-def field_validation(request: web.Request) -> str:
-    mode = request.query.get("fieldValidation", "Warn") or "Warn"
-    if mode not in ("Ignore", "Warn", "Strict"):
-        raise errors.bad_request(
-            f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Warn", "Strict"')
-    return mode
+def field_validation(request: web.Request, options_kind: str) -> str:
+    from svcnet.api import schema
+
+    return schema.resolve_mode(request.query.get("fieldValidation"), options_kind)
 
 
 def _warning_headers(warnings: list[str]) -> dict | None:
@@ -126,8 +124,9 @@ class ResourceHandlers:
         kind = res.kind if not self._is_scale(res, request) else "Scale"
         api_version = res.api_version if kind != "Scale" else "autoscaling/v1"
         obj = decode_object(raw, content_type, kind, api_version)
+        options = "CreateOptions" if request.method == "POST" else "UpdateOptions"
         return schema.decode(kind, api_version, raw if media_type(content_type) == JSON else b"",
-                             obj, field_validation(request))
+                             obj, field_validation(request, options))
 
     @staticmethod
     def _is_scale(res: Resource, request: web.Request) -> bool:
@@ -366,14 +365,14 @@ class ResourceHandlers:
     # ---- PATCH -----------------------------------------------------------------------------
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
-        from svcnet.api import apply, patch
+        from svcnet.api import apply, patch, schema
 
         ct = media_type(request.headers.get("Content-Type", ""))
         if ct not in PATCH_TYPES:
             raise errors.unsupported_media_type(ct, list(PATCH_TYPES))
         raw = await read_raw(request)
         neg = negotiate(request.headers.get("Accept", ""))
-        mode = field_validation(request)
+        mode = field_validation(request, "PatchOptions")
         dry = dry_run(request)
         res = t.res
         if t.subresource == "scale":
@@ -388,7 +387,7 @@ class ResourceHandlers:
             manager = field_manager(request, required=True)
             force = query_bool(request.query.get("force"))
             applied = apply.parse_apply_body(raw)
-            applied, warnings = self._validate_fields(res, applied, mode, patching=True)
+            applied, warnings = schema.decode(res.kind, res.api_version, b"", applied, mode)
             self._check_identity(t, applied, res.kind, res.api_version)
             live = await self.registry.try_get(res, t.namespace, t.name)
             if live is None and not t.subresource:
@@ -402,7 +401,8 @@ class ResourceHandlers:
 
             def mutate_apply(old: dict) -> dict:
                 return apply.server_side_apply(old, applied, manager, force, res.kind,
-                                               _now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+                                               _now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                               subresource=t.subresource)
 
             updated = await self.registry.guaranteed_update(res, t.namespace, t.name, mutate_apply,
                                                             t.subresource, "", dry)
@@ -413,9 +413,7 @@ class ResourceHandlers:
 
         def mutate(old: dict) -> dict:
             new = patch.apply_patch(old, ct, raw, res.kind)
-            if not isinstance(new, dict):
-                raise errors.bad_request("the patch produced an object that is not a JSON object")
-            new, w = self._validate_fields(res, new, mode, patching=True)
+            new, w = schema.decode(res.kind, res.api_version, raw, new, mode, patch_type=ct)
             warnings[:] = w
             self._check_identity(t, new, res.kind, res.api_version)
             return new
@@ -424,12 +422,6 @@ class ResourceHandlers:
                                                         t.subresource, manager, dry)
         return self._respond(neg, self._render_one(neg, res, updated, request), 200,
                              _warning_headers(warnings))
-
-    def _validate_fields(self, res: Resource, obj: dict, mode: str,
-                         patching: bool) -> tuple[dict, list[str]]:
-        from svcnet.api import schema
-
-        return schema.decode(res.kind, res.api_version, b"", obj, mode)
 
     # ---- DELETE ----------------------------------------------------------------------------
 

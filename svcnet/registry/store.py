@@ -49,6 +49,18 @@ def _rfc3339_after(seconds: int) -> str:
     return now_rfc3339(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds))
 
 
+def same_instant(a: object, b: object) -> bool:
+    """Two RFC 3339 timestamps naming the same second ("...Z" and "...+00:00" alike)."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    try:
+        pa = datetime.datetime.fromisoformat(a.replace("Z", "+00:00"))
+        pb = datetime.datetime.fromisoformat(b.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return pa == pb
+
+
 _GEN_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -286,11 +298,16 @@ class Registry:
         meta["creationTimestamp"] = now_rfc3339()
         if manager:
             obj = _managed_fields(None, obj, manager, res.kind)
+            meta = obj["metadata"]
         if dry_run:
             return obj
-        ops: list[Op] = [Create(key_for(res, meta.get("namespace", ""), meta["name"]), encode(obj))]
+        # Hooks run first: they may fill in allocated values (clusterIP, nodePorts) and add
+        # their keys to the same transaction.
+        extra: list[Op] = []
         for hook in self.hooks_for(res.kind).on_create:
-            ops += await hook(res, obj)
+            extra += await hook(res, obj)
+        ops: list[Op] = [Create(key_for(res, meta.get("namespace", ""), meta["name"]), encode(obj))]
+        ops += extra
         try:
             kvs = await self.backend.txn(ops)
         except KeyExists as e:
@@ -314,7 +331,8 @@ class Registry:
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         if not meta.get("uid"):
             meta["uid"] = old["metadata"].get("uid")
-        if not meta.get("creationTimestamp"):
+        if not meta.get("creationTimestamp") or same_instant(meta["creationTimestamp"],
+                                                             old["metadata"].get("creationTimestamp")):
             meta["creationTimestamp"] = old["metadata"].get("creationTimestamp")
         # deletionTimestamp and its grace period are owned by the server.
         for f in ("deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -344,9 +362,10 @@ class Registry:
             for hook in self.hooks_for(res.kind).on_delete:
                 ops += await hook(res, old)
         else:
-            ops = [Update(key, encode(obj), old_rv)]
+            extra = []
             for hook in self.hooks_for(res.kind).on_update:
-                ops += await hook(res, obj, old)
+                extra += await hook(res, obj, old)
+            ops = [Update(key, encode(obj), old_rv)] + extra
         try:
             kvs = await self.backend.txn(ops)
         except RevisionMismatch as e:

@@ -180,6 +180,6 @@ def namespace(kubectl) -> str:
     """A fresh namespace per test, deleted afterwards."""
     _ns_counter[0] += 1
     name = f"t{os.getpid() % 10000}-{_ns_counter[0]}"
-    kubectl("create", "namespace", name)
+    kubectl("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -140,7 +140,7 @@ def _watch_lines(server, path: str, count: int, timeout: float = 10) -> list[dic
     out = []
     try:
         while len(out) < count:
-            line = resp.fp.readline()
+            line = resp.readline()
             if not line:
                 break
             if line.strip():
