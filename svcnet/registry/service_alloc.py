@@ -11,8 +11,11 @@ Theory of operation
   a create cannot leak or double-allocate. Updates allocate what the new spec needs and release
   what it no longer needs in the same transaction; deletes release everything.
 - Dynamic picks use an in-memory view of the allocated keys (loaded at start, kept current by a
-  watch) and the band split of allocator.py; a pick the view got wrong fails the transaction's
-  compare-and-swap instead of double-allocating.
+  watch) and the band split of allocator.py. A value is marked in the view as soon as a plan
+  claims it, before its transaction commits: if the transaction then fails, the view holds a
+  value the store does not (harmless: it is only not picked until the next repair pass reloads
+  the view); a pick the view got wrong fails the transaction's create-if-absent instead of
+  double-allocating.
 - A repair loop (as kube-apiserver's) compares Services with allocation keys: a Service value
   without its key gets the key back (event ClusterIPNotAllocated / PortNotAllocated), a value
   held by two Services is reported (ClusterIPAlreadyAllocated / PortAlreadyAllocated), and a key
@@ -94,12 +97,7 @@ class ServiceAllocator:
     # ---- the view of allocated values ------------------------------------------------------
 
     async def start(self) -> None:
-        rev = 0
-        for prefix in (IP_PREFIX, PORT_PREFIX):
-            page = await self.backend.list(prefix)
-            rev = max(rev, page.revision)
-            for kv in page.items:
-                self._note(kv.key, True)
+        rev = await self.reload_view()
         self._task = asyncio.create_task(self._follow(rev))
 
     async def stop(self) -> None:
@@ -123,15 +121,21 @@ class ServiceAllocator:
                 raise
             except Exception:  # compacted or overflowed: reload the whole view
                 log.warning("allocation view lost its watch; reloading", exc_info=True)
-                self.ips.clear()
-                self.ports.clear()
-                await self.start_view_only()
-                rev = self.backend.current_revision()
+                rev = await self.reload_view()
 
-    async def start_view_only(self) -> None:
+    async def reload_view(self) -> int:
+        """Rebuild the view from the store; returns the revision it was read at."""
+        ips: set[str] = set()
+        ports: set[int] = set()
+        rev = 0
         for prefix in (IP_PREFIX, PORT_PREFIX):
-            for kv in (await self.backend.list(prefix)).items:
-                self._note(kv.key, True)
+            page = await self.backend.list(prefix)
+            rev = max(rev, page.revision)
+            for kv in page.items:
+                value = kv.key[len(prefix):]
+                (ips.add(value) if prefix == IP_PREFIX else ports.add(int(value)))
+        self.ips, self.ports = ips, ports
+        return rev
 
     async def _holder(self, key: str) -> dict | None:
         kv = await self.backend.get(key)
@@ -155,6 +159,7 @@ class ServiceAllocator:
                                            f"failed to allocate IP {ip}: provided IP is already allocated"))
             return
         taken_here.add(ip)
+        self.ips.add(ip)
         plan.ops.append(Create(IP_PREFIX + ip, _owner(svc)))
 
     async def _claim_port(self, svc: dict, port: int, path: str, plan: _Plan, taken_here: set[int]) -> None:
@@ -170,13 +175,18 @@ class ServiceAllocator:
             plan.errs.append(invalid_value(path, port, "provided port is already allocated"))
             return
         taken_here.add(port)
+        self.ports.add(port)
         plan.ops.append(Create(PORT_PREFIX + str(port), _owner(svc)))
 
     def _pick_ip(self, taken_here: set[str]) -> str:
-        return self.ip_range.pick(_Union(self.ips, taken_here))
+        ip = self.ip_range.pick(_Union(self.ips, taken_here))
+        self.ips.add(ip)
+        return ip
 
     def _pick_port(self, taken_here: set[int]) -> int:
-        return self.port_range.pick(_Union(self.ports, taken_here))
+        port = self.port_range.pick(_Union(self.ports, taken_here))
+        self.ports.add(port)
+        return port
 
     async def _allocate(self, svc: dict, old: dict | None) -> list[Op]:
         """Fill in and claim what `svc` needs; release what `old` held and `svc` does not."""
@@ -273,6 +283,7 @@ class ServiceAllocator:
 
     async def repair(self, services: list[dict], record_event) -> None:
         """One repair pass over all Services (see the module docstring)."""
+        await self.reload_view()
         holders: dict[str, dict] = {}
         for svc in services:
             for key in [IP_PREFIX + ip for ip in wanted_ips(svc)] + \

@@ -147,6 +147,13 @@ def _managed_fields(old: dict | None, new: dict, manager: str, kind: str, subres
     return apply.update_managed_fields(old, new, manager, kind, now_rfc3339(), subresource)
 
 
+def _raced(res: Resource, name: str, key: str) -> APIError:
+    """A hook's key (an allocation) changed between planning and commit: nothing was written."""
+    return errors.conflict(res.plural, res.group, name,
+                           f"a concurrent change to {key.rsplit('/', 2)[-2]} raced with this "
+                           "request; please try again")
+
+
 class Registry:
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -313,7 +320,7 @@ class Registry:
         except KeyExists as e:
             if e.key == ops[0].key:
                 raise errors.already_exists(res.plural, res.group, meta["name"]) from None
-            raise
+            raise _raced(res, meta["name"], e.key) from None
         meta["resourceVersion"] = str(kvs[0].mod_revision)
         return obj
 
@@ -371,11 +378,13 @@ class Registry:
         except RevisionMismatch as e:
             if e.key == key:
                 raise errors.conflict(res.plural, res.group, name) from None
-            raise
+            raise _raced(res, name, e.key) from None
         except KeyNotFound as e:
             if e.key == key:
                 raise errors.not_found(res.plural, res.group, name) from None
-            raise
+            raise _raced(res, name, e.key) from None
+        except KeyExists as e:
+            raise _raced(res, name, e.key) from None
         meta["resourceVersion"] = str(kvs[0].mod_revision)
         return obj
 
