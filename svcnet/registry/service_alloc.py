@@ -191,6 +191,8 @@ class ServiceAllocator:
     async def _allocate(self, svc: dict, old: dict | None) -> list[Op]:
         """Fill in and claim what `svc` needs; release what `old` held and `svc` does not."""
         spec = svc.setdefault("spec", {})
+        if not spec.get("clusterIPs") and spec.get("clusterIP") not in (None, "", "None"):
+            spec["clusterIPs"] = [spec["clusterIP"]]  # normalizeClusterIPs
         plan = _Plan([], [])
         old_ips = set(wanted_ips(old)) if old else set()
         old_ports = set(wanted_ports(old)) if old else set()
