@@ -445,6 +445,9 @@ class ResourceHandlers:
             if not isinstance(grace, int):
                 raise errors.bad_request("gracePeriodSeconds must be an integer")
         policy = q.get("propagationPolicy") or body.get("propagationPolicy")
+        orphan = q.get("orphanDependents") or body.get("orphanDependents")
+        if policy is None and orphan is not None:
+            policy = "Orphan" if str(orphan).lower() == "true" else "Background"
         if policy and policy not in ("Orphan", "Background", "Foreground"):
             raise errors.invalid("DeleteOptions", "", "", [errors.not_supported(
                 "propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"])])

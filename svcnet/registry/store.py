@@ -147,6 +147,23 @@ def _managed_fields(old: dict | None, new: dict, manager: str, kind: str, subres
     return apply.update_managed_fields(old, new, manager, kind, now_rfc3339(), subresource)
 
 
+ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
+
+
+def gc_finalizers(current: list[str], policy: str | None) -> list[str]:
+    """The finalizers a delete leaves on the object for the garbage collector to act on
+    (Orphan -> "orphan", Foreground -> "foregroundDeletion"; Background adds none)."""
+    out = list(current)
+    want = {"Orphan": ORPHAN, "Foreground": FOREGROUND}.get(policy or "")
+    if want is None:
+        return out
+    drop = FOREGROUND if want == ORPHAN else ORPHAN
+    out = [f for f in out if f != drop]
+    if want not in out:
+        out.append(want)
+    return out
+
+
 def _raced(res: Resource, name: str, key: str) -> APIError:
     """A hook's key (an allocation) changed between planning and commit: nothing was written."""
     return errors.conflict(res.plural, res.group, name,
@@ -440,16 +457,22 @@ class Registry:
             grace = self._grace_period(res, old, opts)
             rv = int(meta["resourceVersion"])
             key = key_for(res, namespace, name)
-            if meta.get("finalizers") or grace > 0:
+            finalizers = gc_finalizers(meta.get("finalizers") or [], opts.propagation_policy)
+            if finalizers or grace > 0:
                 new = copy.deepcopy(old)
                 nm = new["metadata"]
-                if not nm.get("deletionTimestamp") or \
-                        grace < (nm.get("deletionGracePeriodSeconds") or 0):
+                changed = finalizers != (meta.get("finalizers") or [])
+                if changed:
+                    nm["finalizers"] = finalizers
+                # deletionTimestamp is set once; a later delete may only shorten the grace.
+                sooner = not nm.get("deletionTimestamp") or \
+                    grace < (nm.get("deletionGracePeriodSeconds") or 0)
+                if sooner:
                     nm["deletionTimestamp"] = _rfc3339_after(grace)
                     nm["deletionGracePeriodSeconds"] = grace
                     if res.kind == "Namespace":
                         new.setdefault("status", {})["phase"] = "Terminating"
-                elif nm.get("deletionTimestamp"):
+                elif not changed:
                     return old, False
                 if opts.dry_run:
                     return new, False
