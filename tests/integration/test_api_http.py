@@ -199,6 +199,22 @@ def test_watch_from_compacted_revision_gets_410(tmp_path):
         s.stop()
 
 
+def test_sigterm_stops_cleanly_and_restart_reuses_credentials(tmp_path):
+    s = start_server(tmp_path / "restart")
+    token, ca = s.token, (s.data_dir / "pki" / "ca.crt").read_bytes()
+    kubeconfig = s.kubeconfig.read_text()
+    assert oct(s.kubeconfig.stat().st_mode & 0o777) == "0o600"
+    assert s.stop(signal.SIGTERM) == 0
+    assert "shutting down" in s.log()
+    s = start_server(s.data_dir, s.port)
+    try:
+        assert s.token == token and (s.data_dir / "pki" / "ca.crt").read_bytes() == ca
+        assert s.kubeconfig.read_text() == kubeconfig
+        assert s.request("GET", "/api/v1/namespaces/default", token=token)[0] == 200
+    finally:
+        assert s.stop(signal.SIGINT) == 0
+
+
 def test_acknowledged_writes_survive_kill_9(tmp_path):
     s = start_server(tmp_path / "durable")
     try:
