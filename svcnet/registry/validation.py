@@ -6,6 +6,7 @@ Pure functions returning lists of `FieldError` with Kubernetes' field paths and 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from svcnet.api.errors import FieldError, forbidden, invalid_value, required
@@ -178,4 +179,116 @@ def validate_object_meta_update(new: dict, old: dict) -> list[FieldError]:
     for f in IMMUTABLE_META:
         if new.get(f) != old.get(f):
             errs.append(invalid_value(f"metadata.{f}", new.get(f), "field is immutable"))
+    return errs
+
+
+# Ports and IP addresses (k8s.io/apimachinery/pkg/util/validation: validation.go, ip.go; and
+# ValidateNonSpecialIP from pkg/apis/core/validation), as of Kubernetes 1.32.
+
+def inclusive_range_error(lo: int, hi: int) -> str:
+    return f"must be between {lo} and {hi}, inclusive"
+
+
+def is_valid_port_num(port: int) -> list[str]:
+    return [] if 1 <= port <= 65535 else [inclusive_range_error(1, 65535)]
+
+
+_PORT_NAME_CHARSET = re.compile(r"[-a-z0-9]+")
+_PORT_NAME_LETTER = re.compile(r"[a-z]")
+
+
+def is_valid_port_name(name: str) -> list[str]:
+    """IsValidPortName: an IANA_SVC_NAME, every rule reported separately."""
+    errs = []
+    if len(name) > 15:
+        errs.append("must be no more than 15 characters")
+    if not _PORT_NAME_CHARSET.fullmatch(name):
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not _PORT_NAME_LETTER.search(name):
+        errs.append("must contain at least one letter (a-z)")
+    if "--" in name:
+        errs.append("must not contain consecutive hyphens")
+    if name.startswith("-") or name.endswith("-"):
+        errs.append("must not begin or end with a hyphen")
+    return errs
+
+
+_IPV4_SLOPPY = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+)")
+
+
+def _parse_ipv4_sloppy(value: str) -> ipaddress.IPv4Address | None:
+    m = _IPV4_SLOPPY.fullmatch(value)
+    if not m or any(int(part) > 255 for part in m.groups()):
+        return None
+    return ipaddress.IPv4Address(bytes(int(part) for part in m.groups()))
+
+
+def _parse_ipv6_sloppy(value: str) -> ipaddress.IPv6Address | None:
+    if "%" in value:  # Go's ParseIP takes no zone
+        return None
+    head, sep, tail = value.rpartition(":")
+    if "." in tail:  # an embedded IPv4 tail, itself parsed sloppily
+        v4 = _parse_ipv4_sloppy(tail)
+        if v4 is None or not sep:
+            return None
+        b = v4.packed
+        value = f"{head}:{b[0] << 8 | b[1]:x}:{b[2] << 8 | b[3]:x}"
+    try:
+        return ipaddress.IPv6Address(value)
+    except ValueError:
+        return None
+
+
+def _parse_ip_raw(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    return _parse_ipv4_sloppy(value) or (_parse_ipv6_sloppy(value) if ":" in value else None)
+
+
+def parse_ip_sloppy(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """netutils.ParseIPSloppy (Go 1.16's net.ParseIP): IPv4 parts may have leading zeros (read
+    as decimal), IPv6 may end in an IPv4 address, zones are refused. An IPv4-mapped IPv6
+    address comes back as IPv4, as Go's IP.To4() sees it."""
+    ip = _parse_ip_raw(value) if isinstance(value, str) else None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def ip_family(value: str) -> str | None:
+    """"IPv4" or "IPv6" for a valid address (netutils.IsIPv4String / IsIPv6String), else None."""
+    ip = parse_ip_sloppy(value)
+    return None if ip is None else f"IPv{ip.version}"
+
+
+def is_valid_ip(value: str) -> list[str]:
+    if parse_ip_sloppy(value) is None:
+        return ["must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]
+    return []
+
+
+def is_valid_cidr(value: str) -> list[str]:
+    """netutils.ParseCIDRSloppy: host bits may be set, the prefix length is decimal."""
+    addr, sep, bits = value.partition("/") if isinstance(value, str) else ("", "", "")
+    ip = _parse_ip_raw(addr)
+    if sep and ip is not None and bits.isascii() and bits.isdigit() and int(bits) <= ip.max_prefixlen:
+        return []
+    return ["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"]
+
+
+def non_special_ip_errors(value: str) -> list[str]:
+    """ValidateNonSpecialIP: no unspecified, loopback or link-local address (Endpoints,
+    EndpointSlices and Service externalIPs)."""
+    ip = parse_ip_sloppy(value)
+    if ip is None:
+        return ["must be a valid IP address"]
+    b = ip.packed
+    v4 = ip.version == 4
+    errs = []
+    if ip.is_unspecified:
+        errs.append(f"may not be unspecified ({value})")
+    if ip.is_loopback:
+        errs.append("may not be in the loopback range (127.0.0.0/8, ::1/128)")
+    if ip.is_link_local:
+        errs.append("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+    if (b[:3] == b"\xe0\x00\x00") if v4 else (b[0] == 0xFF and b[1] & 0x0F == 0x02):
+        errs.append("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
     return errs
