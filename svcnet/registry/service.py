@@ -360,8 +360,8 @@ def prepare_service_update(new: dict, old: dict) -> None:
     for needed, unchanged, clear in _TYPE_DEPENDENT_FIELDS:
         if needed(old_spec) and not needed(spec) and unchanged(old_spec, spec):
             clear(spec)
-    if not _is_lb(spec) and isinstance(new.get("status"), dict):
-        new["status"]["loadBalancer"] = {}
+    if _is_lb(old_spec) and not _is_lb(spec) and isinstance(new.get("status"), dict):
+        new["status"]["loadBalancer"] = {}  # no longer a LoadBalancer: its status goes
 
 
 # --- IP family checks of the allocator (initIPFamilyFields) -----------------------------------
@@ -744,4 +744,4 @@ def _update_checks(new: dict, old: dict) -> list[FieldError]:
 
 
 register("Service", KindRules(default=default_service, validate=validate_service,
-                              validate_update=_update_checks))
+                              validate_update=_update_checks, prepare_update=prepare_service_update))

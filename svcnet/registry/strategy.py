@@ -44,10 +44,13 @@ class KindRules:
     """Kind-specific defaulting and validation; subsystems register richer ones."""
 
     def __init__(self, default: Defaulter | None = None, validate: Validator | None = None,
-                 validate_update: UpdateValidator | None = None):
+                 validate_update: UpdateValidator | None = None,
+                 prepare_update: Callable[[dict, dict], None] | None = None):
         self.default = default or (lambda o: None)
         self.validate = validate or (lambda o: [])
         self.validate_update = validate_update or (lambda n, o: [])
+        # Runs on a main-resource update before defaulting (e.g. carry allocated values over).
+        self.prepare_update = prepare_update or (lambda n, o: None)
 
 
 def _default_namespace(obj: dict) -> None:
@@ -121,7 +124,9 @@ def prepare_for_update(res: Resource, new: dict, old: dict) -> None:
         meta["generation"] = gen + 1 if _spec_of(new) != _spec_of(old) else gen
     else:
         meta.pop("generation", None)
-    rules_for(res.kind).default(new)
+    rules = rules_for(res.kind)
+    rules.prepare_update(new, old)
+    rules.default(new)
 
 
 # Metadata a status write may not change (ResetObjectMetaForStatus).
