@@ -38,6 +38,7 @@ class Options:
     port: int = 6443
     node_ip: str = "127.0.0.1"
     service_cidr: str = "10.96.0.0/12"
+    cluster_cidr: str = "10.244.0.0/16"
     nodeport_range: str = "30000-32767"
     repair_interval: float = 180.0
     extra_sans: list[str] = field(default_factory=list)
@@ -119,7 +120,10 @@ class ControlPlane:
             from svcnet.controllers.endpointslice import EndpointSliceController
         except ImportError:  # not built yet
             return
-        self.controllers = [EndpointSliceController(self.client), EndpointsController(self.client)]
+        from svcnet.controllers.nodeipam import NodeIPAMController
+
+        self.controllers = [NodeIPAMController(self.client, self.opts.cluster_cidr),
+                            EndpointSliceController(self.client), EndpointsController(self.client)]
         for c in self.controllers:
             await c.start()
 

@@ -125,6 +125,7 @@ class ResourceHandlers:
         api_version = res.api_version if kind != "Scale" else "autoscaling/v1"
         obj = decode_object(raw, content_type, kind, api_version)
         options = "CreateOptions" if request.method == "POST" else "UpdateOptions"
+        # Strict decoding re-reads JSON bodies for duplicate keys; other encodings pass b"".
         return schema.decode(kind, api_version, raw if media_type(content_type) == JSON else b"",
                              obj, field_validation(request, options))
 
@@ -422,6 +423,17 @@ class ResourceHandlers:
                                                         t.subresource, manager, dry)
         return self._respond(neg, self._render_one(neg, res, updated, request), 200,
                              _warning_headers(warnings))
+
+    async def bind(self, request: web.Request, t: Target) -> web.Response:
+        """POST pods/NAME/binding: schedule a pod onto a node."""
+        body = decode_object(await read_raw(request), request.headers.get("Content-Type", JSON),
+                             "Binding", "v1")
+        target = body.get("target") or {}
+        if not target.get("name"):
+            raise errors.invalid("Binding", "", t.name, [errors.required("target.name")])
+        await self.registry.bind(t.res, t.namespace, t.name, target["name"])
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Success", "code": 201}, 201)
 
     # ---- DELETE ----------------------------------------------------------------------------
 

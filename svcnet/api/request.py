@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import orjson
 import yaml
 
-from svcnet.api import errors
+from svcnet.api import errors, protobuf
 from svcnet.api.resources import Resource, lookup
 
 MAX_BODY = 3 * 1024 * 1024
@@ -76,6 +76,8 @@ def decode_object(raw: bytes, content_type: str, kind: str, api_version: str) ->
     mt = media_type(content_type or "application/json")
     if not raw.strip():
         raise errors.bad_request("the body of the request was empty")
+    if protobuf.is_protobuf(mt):
+        return protobuf.decode(raw)  # kubectl's typed clients (create service/namespace/...)
     try:
         if mt in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
             obj = yaml.safe_load(raw)

@@ -143,6 +143,8 @@ class APIServer:
             return await h.patch(request, t)
         if method == "DELETE" and not t.subresource:
             return await h.delete(request, t)
+        if method == "POST" and t.subresource == "binding":
+            return await h.bind(request, t)
         raise errors.method_not_allowed()
 
     @staticmethod

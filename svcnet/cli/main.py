@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--node-name", default=None, help="this node's name (default: hostname)")
     s.add_argument("--service-cidr", default=DEFAULT_SERVICE_CIDR,
                    help="ClusterIP range (default 10.96.0.0/12)")
+    s.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                   help="pod network; each node gets a /24 of it (default 10.244.0.0/16)")
     s.add_argument("--nodeport-range", default="30000-32767",
                    help="NodePort range (default 30000-32767)")
     s.add_argument("--repair-interval", type=float, default=180.0,
@@ -46,18 +48,18 @@ async def _serve(args: argparse.Namespace) -> int:
     node_ip = args.node_ip or netinfo.default_node_ip() or "127.0.0.1"
     cp = ControlPlane(Options(
         data_dir=Path(args.data_dir), bind=args.bind, port=args.port, node_ip=node_ip,
-        service_cidr=args.service_cidr, nodeport_range=args.nodeport_range,
+        service_cidr=args.service_cidr, cluster_cidr=args.cluster_cidr,
+        nodeport_range=args.nodeport_range,
         repair_interval=args.repair_interval, extra_sans=netinfo.local_ipv4_addresses()))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before anything starts: a stop is never lost
+        loop.add_signal_handler(sig, stop.set)
     await cp.start()
     log.info("API server listening on https://%s:%d (advertised as %s)", args.bind, args.port, node_ip)
     log.info("kubeconfig: %s  (export KUBECONFIG=%s)", cp.kubeconfig, cp.kubeconfig)
     if not args.no_agent:
         log.info("node agent: not part of this build yet; running the control plane only")
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await cp.stop()

@@ -165,6 +165,11 @@ def gc_finalizers(current: list[str], policy: str | None) -> list[str]:
     return out
 
 
+def _spec_finalizers(res: Resource, obj: dict) -> list:
+    """A Namespace's own finalizers (spec.finalizers): its content must go before it does."""
+    return (obj.get("spec") or {}).get("finalizers") or [] if res.kind == "Namespace" else []
+
+
 def _raced(res: Resource, name: str, key: str) -> APIError:
     """A hook's key (an allocation) changed between planning and commit: nothing was written."""
     return errors.conflict(res.plural, res.group, name,
@@ -382,7 +387,7 @@ class Registry:
             return old
         key = key_for(res, namespace, name)
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
-                not meta.get("deletionGracePeriodSeconds"):
+                not meta.get("deletionGracePeriodSeconds") and not _spec_finalizers(res, obj):
             ops: list[Op] = [Delete(key, old_rv)]
             for hook in self.hooks_for(res.kind).on_delete:
                 ops += await hook(res, old)
@@ -439,6 +444,31 @@ class Registry:
                     raise
         raise AssertionError("unreachable")
 
+    async def bind(self, res: Resource, namespace: str, name: str, node: str) -> dict:
+        """The pods/binding subresource: set spec.nodeName once, with PodScheduled=True."""
+        for _ in range(5):
+            pod = await self.get(res, namespace, name)
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict(res.plural, res.group, name, "pod is being deleted")
+            current = (pod.get("spec") or {}).get("nodeName")
+            if current:
+                raise errors.conflict(res.plural, res.group, name,
+                                      f'pod {name} is already assigned to node "{current}"')
+            pod["spec"]["nodeName"] = node
+            conds = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
+                     if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": now_rfc3339()})
+            pod["status"]["conditions"] = conds
+            rv = int(pod["metadata"]["resourceVersion"])
+            try:
+                kvs = await self.backend.txn([Update(key_for(res, namespace, name), encode(pod), rv)])
+            except RevisionMismatch:
+                continue
+            pod["metadata"]["resourceVersion"] = str(kvs[0].mod_revision)
+            return pod
+        raise errors.conflict(res.plural, res.group, name)
+
     async def delete(self, res: Resource, namespace: str, name: str,
                      opts: DeleteOptions | None = None) -> tuple[dict, bool]:
         """Delete gracefully. Returns (object, deleted_now)."""
@@ -459,7 +489,7 @@ class Registry:
             rv = int(meta["resourceVersion"])
             key = key_for(res, namespace, name)
             finalizers = gc_finalizers(meta.get("finalizers") or [], opts.propagation_policy)
-            if finalizers or grace > 0:
+            if finalizers or grace > 0 or _spec_finalizers(res, old):
                 new = copy.deepcopy(old)
                 nm = new["metadata"]
                 changed = finalizers != (meta.get("finalizers") or [])

@@ -229,3 +229,22 @@ def test_delete_namespace_deletes_content(kubectl):
     assert p.returncode == 1 and "not found" in p.stderr
     out = kubectl("get", "svc,cm", "-A").stdout
     assert "doomed" not in out
+
+
+def test_typed_create_commands_send_protobuf_and_work(kubectl):
+    # kubectl's typed clients send application/vnd.kubernetes.protobuf bodies.
+    assert kubectl("create", "namespace", "proto").stdout.strip() == "namespace/proto created"
+    out = kubectl("-n", "proto", "create", "service", "nodeport", "web", "--tcp=80:8080",
+                  "--node-port=30123").stdout
+    assert out.strip() == "service/web created"
+    svc = kubectl.json("-n", "proto", "get", "svc", "web")
+    assert svc["spec"]["type"] == "NodePort" and svc["spec"]["selector"] == {"app": "web"}
+    assert svc["spec"]["ports"] == [{"name": "80-8080", "nodePort": 30123, "port": 80,
+                                     "protocol": "TCP", "targetPort": 8080}]
+    kubectl("-n", "proto", "create", "configmap", "cm", "--from-literal=a=b")
+    assert kubectl.json("-n", "proto", "get", "cm", "cm")["data"] == {"a": "b"}
+    kubectl("-n", "proto", "create", "deployment", "d", "--image=registry.k8s.io/pause:3.10",
+            "--replicas=0")
+    dep = kubectl.json("-n", "proto", "get", "deploy", "d")
+    assert dep["spec"]["replicas"] == 0 and dep["spec"]["selector"] == {"matchLabels": {"app": "d"}}
+    kubectl("delete", "namespace", "proto", "--wait=false")
