@@ -42,7 +42,7 @@ class Options:
     nodeport_range: str = "30000-32767"
     repair_interval: float = 180.0
     extra_sans: list[str] = field(default_factory=list)
-    controllers: bool = True
+    controllers: str = "*"  # kube-controller-manager style: "*,-garbagecollector"
 
 
 class ControlPlane:
@@ -92,8 +92,7 @@ class ControlPlane:
         self.url = f"https://{host}:{o.port}"
         pki.write_kubeconfig(self.kubeconfig, self.url, self.creds)
         self.tasks.append(asyncio.create_task(self._repair_loop()))
-        if o.controllers:
-            await self._start_controllers()
+        await self._start_controllers()
 
     async def stop(self) -> None:
         for c in self.controllers:
@@ -120,10 +119,17 @@ class ControlPlane:
             from svcnet.controllers.endpointslice import EndpointSliceController
         except ImportError:  # not built yet
             return
+        from svcnet.controllers.garbagecollector import GarbageCollector
         from svcnet.controllers.nodeipam import NodeIPAMController
 
-        self.controllers = [NodeIPAMController(self.client, self.opts.cluster_cidr),
-                            EndpointSliceController(self.client), EndpointsController(self.client)]
+        available = {
+            "nodeipam": lambda: NodeIPAMController(self.client, self.opts.cluster_cidr),
+            "endpointslice": lambda: EndpointSliceController(self.client),
+            "endpoints": lambda: EndpointsController(self.client),
+            "garbagecollector": lambda: GarbageCollector(self.client),
+        }
+        self.controllers = [make() for name, make in available.items()
+                            if controller_enabled(self.opts.controllers, name)]
         for c in self.controllers:
             await c.start()
 
@@ -199,3 +205,9 @@ class ControlPlane:
         log.info("event %s %s/%s: %s", reason, m.get("namespace"), m["name"], message)
 
 
+def controller_enabled(spec: str, name: str) -> bool:
+    """kube-controller-manager's --controllers: "*" enables all, "foo" one, "-foo" disables."""
+    items = [i.strip() for i in spec.split(",") if i.strip()]
+    if f"-{name}" in items:
+        return False
+    return name in items or "*" in items

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--repair-interval", type=float, default=180.0,
                    help="seconds between allocator repair passes (default 180)")
     s.add_argument("--no-agent", action="store_true", help="control plane only")
+    s.add_argument("--controllers", default="*",
+                   help='controllers to run: "*" (all), names, "-name" to disable one; names: '
+                        "nodeipam, endpointslice, endpoints, garbagecollector")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -50,7 +53,8 @@ async def _serve(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir), bind=args.bind, port=args.port, node_ip=node_ip,
         service_cidr=args.service_cidr, cluster_cidr=args.cluster_cidr,
         nodeport_range=args.nodeport_range,
-        repair_interval=args.repair_interval, extra_sans=netinfo.local_ipv4_addresses()))
+        repair_interval=args.repair_interval, controllers=args.controllers,
+        extra_sans=netinfo.local_ipv4_addresses()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before anything starts: a stop is never lost

@@ -3,81 +3,22 @@
 
 There is no ReplicaSet controller: the tests set ownerReferences themselves.
 
-Where the collector runs: until the control plane starts `GarbageCollector` itself, the `gc`
-fixture runs one in this process (an asyncio loop on a background thread) against the fixture
-server, as a separate controller process would. Once svcnet/controlplane.py's
-`_start_controllers` starts it, set GC_IN_SERVER = True (or SVCNET_GC_IN_SERVER=1): the fixture
-then starts nothing and the same tests check the server's own collector. (Two collectors at
-once are also safe -- every write is conditional -- just redundant.)
+The collector runs inside the server, as part of its controllers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import threading
 
 import pytest
 
 from .conftest import Kubectl, start_server, wait_for
 
-GC_IN_SERVER = os.environ.get("SVCNET_GC_IN_SERVER", "") == "1"
-
-
-class _LoopThread:
-    """An asyncio event loop on a daemon thread, for running the async collector beside
-    synchronous tests."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="gc-loop", daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-class RunningGC:
-    def __init__(self, server):
-        from svcnet.client import Client, Config
-        from svcnet.controllers.garbagecollector import GarbageCollector
-
-        self.lt = _LoopThread()
-        cfg = Config(server.url, server.token, str(server.data_dir / "pki" / "ca.crt"))
-
-        async def start():
-            self.client = Client(cfg, user_agent="svcnet-test-gc")
-            self.gc = GarbageCollector(self.client)
-            await self.gc.start()
-            await asyncio.wait_for(self.gc.ready.wait(), 30)
-
-        self.lt.run(start(), 40)
-
-    def stop(self):
-        async def stop():
-            await self.gc.stop()
-            await self.client.close()
-
-        try:
-            self.lt.run(stop(), 30)
-        finally:
-            self.lt.close()
-
-
 @pytest.fixture(scope="module")
 def gc(server):
-    if GC_IN_SERVER:
-        yield None
-        return
-    running = RunningGC(server)
-    yield running
-    running.stop()
+    """The server runs the garbage collector itself (svcnet/controlplane.py)."""
+    yield None
 
 
 # ---- object helpers (kubectl) -------------------------------------------------------------------
@@ -142,7 +83,7 @@ def test_startup_collects_existing_garbage_and_stuck_owners(tmp_path):
     not see it) is found when one starts: dependents of deleted owners are deleted, an owner
     stuck with "orphan" gets its dependents orphaned, one stuck with "foregroundDeletion" gets
     its dependents deleted, and both owners then go."""
-    srv = start_server(tmp_path / "data")
+    srv = start_server(tmp_path / "data", extra=["--controllers", "*,-garbagecollector"])
     try:
         k = Kubectl(srv, tmp_path / "kubectl-cache")
         ns = "gc-startup"
@@ -159,22 +100,18 @@ def test_startup_collects_existing_garbage_and_stuck_owners(tmp_path):
         k("-n", ns, "delete", "rs", "fg", "--cascade=foreground", "--wait=false")
         create(k, configmap(ns, "never", [owner_ref("ReplicaSet", "apps/v1", "nope",
                                                     "00000000-0000-0000-0000-000000000000")]))
-        if not GC_IN_SERVER:
-            # nothing happened yet: this is the state the collector starts from
-            assert get(k, ns, "cm", "gone-1") and get(k, ns, "pod", "gone-pod")
-            assert get(k, ns, "rs", "orph")["metadata"]["finalizers"] == ["orphan"]
-            assert get(k, ns, "rs", "fg")["metadata"]["finalizers"] == ["foregroundDeletion"]
-            assert get(k, ns, "cm", "never")
-        running = None if GC_IN_SERVER else RunningGC(srv)
-        try:
-            wait_for(lambda: gone(k, ns, "cm", "gone-1", "never", "fg-1")
-                     and gone(k, ns, "pod", "gone-pod"), 30, what="dangling dependents collected")
-            wait_for(lambda: gone(k, ns, "rs", "orph", "fg"), 30, what="stuck owners finalized")
-            orphan = get(k, ns, "cm", "orph-1")
-            assert orphan is not None and refs(orphan) == []
-        finally:
-            if running:
-                running.stop()
+        # nothing happened yet: this is the state the collector starts from
+        assert get(k, ns, "cm", "gone-1") and get(k, ns, "pod", "gone-pod")
+        assert get(k, ns, "rs", "orph")["metadata"]["finalizers"] == ["orphan"]
+        assert get(k, ns, "rs", "fg")["metadata"]["finalizers"] == ["foregroundDeletion"]
+        assert get(k, ns, "cm", "never")
+        srv.stop()
+        srv = start_server(srv.data_dir, srv.port)  # now with the garbage collector
+        wait_for(lambda: gone(k, ns, "cm", "gone-1", "never", "fg-1")
+                 and gone(k, ns, "pod", "gone-pod"), 30, what="dangling dependents collected")
+        wait_for(lambda: gone(k, ns, "rs", "orph", "fg"), 30, what="stuck owners finalized")
+        orphan = get(k, ns, "cm", "orph-1")
+        assert orphan is not None and refs(orphan) == []
     finally:
         srv.stop()
 
