@@ -129,8 +129,10 @@ class Client:
         return await self.request("PATCH", _path(res, namespace, name, sub), patch,
                                   {"fieldManager": manager}, patch_type)
 
-    async def delete(self, res: Resource, namespace: str, name: str, **options) -> dict:
-        return await self.request("DELETE", _path(res, namespace, name), options or None)
+    async def delete(self, res: Resource, namespace: str, name: str,
+                     options: dict | None = None) -> dict:
+        """DELETE with a DeleteOptions body (propagationPolicy, preconditions, ...)."""
+        return await self.request("DELETE", _path(res, namespace, name), options)
 
     async def watch(self, res: Resource, namespace: str = "", resource_version: str = "",
                     timeout_seconds: int = 300, **params) -> AsyncIterator[tuple[str, dict]]:

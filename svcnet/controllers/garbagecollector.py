@@ -50,7 +50,7 @@ import aiohttp
 
 from svcnet.api.errors import APIError
 from svcnet.api.resources import RESOURCES, Resource
-from svcnet.client import Client, Informer, _path
+from svcnet.client import Client, Informer
 
 log = logging.getLogger("svcnet.controllers.garbagecollector")
 
@@ -651,8 +651,8 @@ class GarbageCollector:
 
     async def _delete(self, node: _Node, policy: str | None) -> None:
         try:
-            await self.client.request("DELETE", _path(node.res, node.namespace, node.name),
-                                      delete_options(node.uid, policy))
+            await self.client.delete(node.res, node.namespace, node.name,
+                                     delete_options(node.uid, policy))
         except APIError as e:
             if e.code == 404:
                 return
