@@ -308,9 +308,7 @@ class FakeAPI:
             return o
         return self.put(res, o)
 
-    async def request(self, method, path, body=None, params=None, content_type=""):
-        assert method == "DELETE"
-        res, ns, name = self._parse(path)
+    async def delete(self, res, ns, name, body=None):
         self.calls.append(("delete", res.kind, name, body.get("propagationPolicy")))
         key = self._key(res, ns, name)
         o = self.objs.get(key)
@@ -331,14 +329,6 @@ class FakeAPI:
         else:
             self.remove(res, key)
         return {}
-
-    @staticmethod
-    def _parse(path: str):
-        parts = path.strip("/").split("/")
-        plural, name = parts[-2], parts[-1]
-        ns = parts[parts.index("namespaces") + 1] if "namespaces" in parts else ""
-        res = next(r for r in BY_KIND.values() if r.plural == plural)
-        return res, ns, name
 
 
 def run_gc(api: FakeAPI, setup, check, before_start=None):
