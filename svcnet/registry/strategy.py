@@ -45,12 +45,15 @@ class KindRules:
 
     def __init__(self, default: Defaulter | None = None, validate: Validator | None = None,
                  validate_update: UpdateValidator | None = None,
-                 prepare_update: Callable[[dict, dict], None] | None = None):
+                 prepare_update: Callable[[dict, dict], None] | None = None,
+                 default_status: Defaulter | None = None):
         self.default = default or (lambda o: None)
         self.validate = validate or (lambda o: [])
         self.validate_update = validate_update or (lambda n, o: [])
         # Runs on a main-resource update before defaulting (e.g. carry allocated values over).
         self.prepare_update = prepare_update or (lambda n, o: None)
+        # Defaulting of a /status write (decoding defaults the whole body; only status stays).
+        self.default_status = default_status or (lambda o: None)
 
 
 def _default_namespace(obj: dict) -> None:
@@ -151,6 +154,7 @@ def prepare_for_status_update(res: Resource, new: dict, old: dict) -> None:
         fresh["status"] = status
     new.clear()
     new.update(fresh)
+    rules_for(res.kind).default_status(new)
 
 
 def validate(res: Resource, obj: dict) -> list[FieldError]:
