@@ -34,6 +34,7 @@ from svcnet.api import errors
 from svcnet.api.errors import APIError
 from svcnet.api.resources import BY_KIND, Resource
 from svcnet.registry import service as _service  # noqa: F401  (registers the Service rules)
+from svcnet.registry import workloads as _workloads  # noqa: F401  (Pods, Nodes, Deployments, ...)
 from svcnet.registry import strategy
 from svcnet.store.backend import (Backend, Compacted, Create, Delete, FutureRevision, KeyExists,
                                   KeyNotFound, KeyValue, Op, RevisionMismatch, Update)
