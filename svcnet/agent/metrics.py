@@ -1,0 +1,67 @@
+"""Prometheus metrics of the agent, in the text exposition format (no client library needed).
+
+Metrics register themselves in REGISTRY when created; `render()` is the body of GET /metrics.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+
+REGISTRY: list = []
+
+
+def exponential_buckets(start: float, factor: float, count: int) -> list[float]:
+    return [start * factor ** i for i in range(count)]
+
+
+def _fmt(v: float) -> str:
+    return "+Inf" if v == float("inf") else format(v, "g")
+
+
+class Counter:
+    def __init__(self, name: str, help_: str):
+        self.name, self.help, self.value = name, help_, 0.0
+        REGISTRY.append(self)
+
+    def inc(self, by: float = 1.0) -> None:
+        self.value += by
+
+    def render(self) -> str:
+        return (f"# HELP {self.name} {self.help}\n# TYPE {self.name} counter\n"
+                f"{self.name} {_fmt(self.value)}\n")
+
+
+class Histogram:
+    def __init__(self, name: str, help_: str, buckets: list[float]):
+        self.name, self.help = name, help_
+        self.bounds = sorted(buckets)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+        self.samples: list[float] = []  # recent raw samples, for benchmarks and quantiles
+        self._lock = threading.Lock()
+        REGISTRY.append(self)
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self.counts[bisect.bisect_left(self.bounds, value)] += 1
+            self.sum += value
+            self.count += 1
+            self.samples.append(value)
+            if len(self.samples) > 10000:
+                del self.samples[:5000]
+
+    def render(self) -> str:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        running = 0
+        for bound, n in zip(self.bounds + [float("inf")], self.counts):
+            running += n
+            lines.append(f'{self.name}_bucket{{le="{_fmt(bound)}"}} {running}')
+        lines.append(f"{self.name}_sum {self.sum}")
+        lines.append(f"{self.name}_count {self.count}")
+        return "\n".join(lines) + "\n"
+
+
+def render() -> str:
+    return "".join(m.render() for m in REGISTRY)

@@ -1,0 +1,265 @@
+"""The service proxy's control loop: Services and EndpointSlices in, nftables transactions out.
+
+Theory of operation (kube-proxy's, with incremental state)
+- Informers keep Services and EndpointSlices; their handlers only mark the affected Service as
+  changed (and remember the change's trigger time for the programming-latency metric).
+- The sync loop wakes on changes, at most every `min_sync_period`, recomputes the ruleset piece
+  of each changed Service only (`ruleset.desired` over that one Service), and folds the pieces
+  into a reference-counted table state, so the cost of a change does not grow with the number
+  of Services. The difference becomes one partial transaction (element adds/deletes, endpoint
+  chains appearing or disappearing).
+- A full sync (the whole table replaced atomically) runs at start, after any failed transaction,
+  and every `full_sync_period`. A failure is logged and counted; the state is then unknown, so
+  the next sync is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import logging
+import time
+from dataclasses import dataclass, field
+
+from svcnet.agent import metrics
+from svcnet.agent.proxy import ruleset
+from svcnet.agent.proxy.apply import apply
+from svcnet.agent.proxy.nft import Chain, Elements, NftError, Rule, Transaction
+from svcnet.api.resources import BY_KIND
+from svcnet.client import Client, Informer
+
+log = logging.getLogger("svcnet.proxy")
+SERVICE, SLICE = BY_KIND["Service"], BY_KIND["EndpointSlice"]
+TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
+
+SYNC_DURATION = metrics.Histogram(
+    "kubeproxy_sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds",
+    metrics.exponential_buckets(0.001, 2, 15))
+PROGRAMMING_LATENCY = metrics.Histogram(
+    "kubeproxy_network_programming_duration_seconds",
+    "In Cluster Network Programming Latency in seconds",
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60])
+SYNC_FAILURES = metrics.Counter("svcnet_proxy_sync_failures_total", "nft transactions that failed")
+FULL_SYNCS = metrics.Counter("svcnet_proxy_full_syncs_total", "full syncs of the nftables table")
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class MergedState:
+    """The union of per-Service pieces, with reference counts so pieces can come and go."""
+
+    node: ruleset.NodeInfo
+    pieces: dict[tuple[str, str], ruleset.State] = field(default_factory=dict)
+    values: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    refs: dict[str, collections.Counter] = field(default_factory=dict)
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    chain_refs: collections.Counter = field(default_factory=collections.Counter)
+
+    def __post_init__(self) -> None:
+        for c in ruleset.CONTAINER_NAMES:
+            self.values.setdefault(c, {})
+            self.refs.setdefault(c, collections.Counter())
+
+    def state(self) -> ruleset.State:
+        return ruleset.State(self.node.cluster_cidr, self.node.service_cidr, dict(self.chains),
+                             {c: dict(v) for c, v in self.values.items()})
+
+    def replace(self, key: tuple[str, str], piece: ruleset.State | None, tx: Transaction) -> None:
+        """Swap a Service's piece, appending the element/chain changes to `tx`."""
+        old = self.pieces.pop(key, None)
+        if piece is not None:
+            self.pieces[key] = piece
+        removed: dict[str, dict] = {}
+        added: dict[str, dict] = {}
+        new_chains = []
+        if piece is not None:
+            for name, rules in piece.chains.items():
+                self.chain_refs[name] += 1
+                if self.chain_refs[name] == 1:
+                    self.chains[name] = rules
+                    new_chains.append(name)
+        for container in ruleset.CONTAINER_NAMES:
+            before = old.elements[container] if old else {}
+            after = piece.elements[container] if piece else {}
+            if before == after:
+                continue
+            values, refs = self.values[container], self.refs[container]
+            for k, v in after.items():
+                refs[k] += 1
+                if values.get(k, v) != v or k not in values:
+                    if k in values:
+                        removed.setdefault(container, {})[k] = values[k]
+                    values[k] = v
+                    added.setdefault(container, {})[k] = v
+            for k in before:
+                refs[k] -= 1
+                if refs[k] <= 0:
+                    del refs[k]
+                    removed.setdefault(container, {})[k] = values.pop(k)
+                    added.get(container, {}).pop(k, None)
+        gone_chains = []
+        if old is not None:
+            for name in old.chains:
+                self.chain_refs[name] -= 1
+                if self.chain_refs[name] <= 0:
+                    del self.chain_refs[name]
+                    self.chains.pop(name, None)
+                    gone_chains.append(name)
+        for name in new_chains:
+            if name in gone_chains:
+                gone_chains.remove(name)
+                continue
+            tx.add(Chain(name))
+            for rule in self.chains[name]:
+                tx.add(Rule(name, rule))
+        for container, elems in removed.items():
+            # an element re-added with the same value is no change at all
+            same = {k for k, v in elems.items() if added.get(container, {}).get(k, object()) == v}
+            for k in same:
+                added[container].pop(k)
+            elems = {k: v for k, v in elems.items() if k not in same}
+            if elems:
+                tx.delete(Elements(container, dict(sorted(elems.items()))))
+        for container, elems in added.items():
+            if elems:
+                tx.add(Elements(container, dict(sorted(elems.items()))))
+        for name in gone_chains:
+            tx.delete(Chain(name))
+
+
+class Proxier:
+    def __init__(self, client: Client, node: ruleset.NodeInfo, nft: tuple[str, ...] = ("nft",),
+                 min_sync_period: float = 0.0, full_sync_period: float = 3600.0):
+        self.client = client
+        self.node = node
+        self.nft = nft
+        self.min_sync_period = min_sync_period
+        self.full_sync_period = full_sync_period
+        self.services = Informer(client, SERVICE)
+        self.slices = Informer(client, SLICE)
+        self.slices_by_service: dict[tuple[str, str], dict[str, dict]] = {}
+        self.dirty: dict[tuple[str, str], float | None] = {}
+        self.wake = asyncio.Event()
+        self.need_full = True
+        self.merged = MergedState(node)
+        self._task: asyncio.Task | None = None
+        self.synced = asyncio.Event()
+
+    # ---- change tracking -------------------------------------------------------------------
+
+    def _mark(self, key: tuple[str, str], trigger: float | None) -> None:
+        prev = self.dirty.get(key)
+        self.dirty[key] = min(t for t in (prev, trigger) if t is not None) \
+            if (prev is not None or trigger is not None) else None
+        self.wake.set()
+
+    def _on_service(self, kind: str, old: dict | None, new: dict | None) -> None:
+        obj = new or old
+        m = obj["metadata"]
+        self._mark((m.get("namespace", ""), m["name"]), time.time())
+
+    def _on_slice(self, kind: str, old: dict | None, new: dict | None) -> None:
+        obj = new or old
+        m = obj["metadata"]
+        svc = (m.get("labels") or {}).get("kubernetes.io/service-name")
+        if not svc:
+            return
+        key = (m.get("namespace", ""), svc)
+        bucket = self.slices_by_service.setdefault(key, {})
+        if new is None:
+            bucket.pop(m["name"], None)
+        else:
+            bucket[m["name"]] = new
+        trigger = _parse_time(((new or {}).get("metadata", {}).get("annotations") or {}).get(TRIGGER))
+        self._mark(key, trigger)
+
+    # ---- sync ------------------------------------------------------------------------------
+
+    def _piece(self, key: tuple[str, str]) -> ruleset.State | None:
+        svc = self.services.get(*key)
+        if svc is None:
+            return None
+        slices = list(self.slices_by_service.get(key, {}).values())
+        piece = ruleset.desired([svc], slices, self.node)
+        return piece
+
+    async def start(self) -> None:
+        self.services.add_handler(self._on_service)
+        self.slices.add_handler(self._on_slice)
+        self.services.start()
+        self.slices.start()
+        await self.services.synced.wait()
+        await self.slices.synced.wait()
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        for inf in (self.services, self.slices):
+            await inf.stop()
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        last_full = 0.0
+        while True:
+            timeout = max(0.0, last_full + self.full_sync_period - time.monotonic())
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                self.need_full = True
+            self.wake.clear()
+            await asyncio.sleep(self.min_sync_period)  # also lets a burst of events coalesce
+            full = self.need_full
+            try:
+                await self.sync(full)
+                if full:
+                    last_full = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                SYNC_FAILURES.inc()
+                log.error("proxy sync failed (%s); the next sync is full", e)
+                self.need_full = True
+                await asyncio.sleep(1.0)
+                self.wake.set()
+
+    async def sync(self, full: bool) -> None:
+        start = time.monotonic()
+        dirty, self.dirty = self.dirty, {}
+        try:
+            if full:
+                self.merged = MergedState(self.node)
+                keys = {(s["metadata"].get("namespace", ""), s["metadata"]["name"])
+                        for s in self.services.items()}
+                scratch = Transaction()
+                for key in keys:
+                    self.merged.replace(key, self._piece(key), scratch)
+                tx: Transaction | None = ruleset.full_transaction(self.merged.state())
+            else:
+                tx = Transaction()
+                for key in dirty:
+                    self.merged.replace(key, self._piece(key), tx)
+            if tx is not None and tx.ops:
+                await asyncio.to_thread(apply, tx, self.nft)
+        except BaseException:
+            for k, v in dirty.items():  # not programmed: keep them for the next (full) sync
+                self._mark(k, v)
+            raise
+        if full:
+            FULL_SYNCS.inc()
+            self.need_full = False
+        done = time.time()
+        SYNC_DURATION.observe(time.monotonic() - start)
+        for trigger in dirty.values():
+            if trigger is not None:
+                PROGRAMMING_LATENCY.observe(max(0.0, done - trigger))
+        self.synced.set()
