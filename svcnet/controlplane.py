@@ -114,11 +114,8 @@ class ControlPlane:
 
         self.client = Client(Config(self.url, self.creds.token, str(self.creds.ca_cert)),
                              user_agent="svcnet-controller-manager")
-        try:
-            from svcnet.controllers.endpoints import EndpointsController
-            from svcnet.controllers.endpointslice import EndpointSliceController
-        except ImportError:  # not built yet
-            return
+        from svcnet.controllers.endpoints import EndpointsController
+        from svcnet.controllers.endpointslice import EndpointSliceController
         from svcnet.controllers.garbagecollector import GarbageCollector
         from svcnet.controllers.nodeipam import NodeIPAMController
 

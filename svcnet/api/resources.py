@@ -7,7 +7,7 @@ OpenAPI and printing all read this table; adding a kind starts here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 NO_COLLECTION_DELETE = ["create", "delete", "get", "list", "patch", "update", "watch"]

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import math
 import re
 
 from svcnet.api import errors

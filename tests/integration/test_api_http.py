@@ -6,9 +6,8 @@ import http.client
 import json
 import signal
 
-import pytest
 
-from .conftest import start_server, wait_for
+from .conftest import start_server
 
 
 def svc(name: str, ns: str, **spec) -> dict:

@@ -3,17 +3,11 @@
 There is no kubelet: pods are created through the API (bound to Nodes created through the API)
 and their status is written through `pods/NAME/status` as kwok would write it.
 
-The controllers run inside the server process when it runs them (detected with a probe
-Service); otherwise this module runs them itself, in a background thread with its own event
-loop, against the fixture server through `svcnet.client`. SVCNET_TEST_CONTROLLERS=server|local
-forces either mode.
+The controllers run inside the server process, as part of its controllers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
 import urllib.parse
 
 import pytest
@@ -116,78 +110,10 @@ def has_slices(server, ns, svc, states: dict, nslices: int | None = None):
 # controllers: in the server, or here
 # ---------------------------------------------------------------------------------------------
 
-class LocalControllers:
-    """The two controllers on a private event loop in a daemon thread."""
-
-    def __init__(self, server):
-        self.server = server
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="es-controllers",
-                                       daemon=True)
-
-    def _run(self, coro, timeout=60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    async def _start(self):
-        from svcnet.client import Client, Config
-        from svcnet.controllers.endpoints import EndpointsController
-        from svcnet.controllers.endpointslice import EndpointSliceController
-
-        s = self.server
-        self.client = Client(Config(s.url, s.token, str(s.data_dir / "pki" / "ca.crt")),
-                             user_agent="svcnet-test-controllers")
-        self.controllers = [EndpointSliceController(self.client), EndpointsController(self.client)]
-        for c in self.controllers:
-            await c.start()
-
-    async def _stop(self):
-        for c in self.controllers:
-            await c.stop()
-        await self.client.close()
-
-    def start(self):
-        self.thread.start()
-        self._run(self._start())
-
-    def stop(self):
-        try:
-            self._run(self._stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-
-def _server_runs_controllers(server) -> bool:
-    ns = f"es-probe-{os.getpid()}"
-    api(server, "POST", "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    try:
-        create_service(server, ns, "probe", {"app": "probe"})
-        try:
-            wait_for(lambda: managed_slices(server, ns, "probe"), timeout=10,
-                     what="the server's EndpointSlice controller")
-            return True
-        except AssertionError:
-            return False
-    finally:
-        server.request("DELETE", f"/api/v1/namespaces/{ns}")
-
-
 @pytest.fixture(scope="module")
 def controllers(server):
-    mode = os.environ.get("SVCNET_TEST_CONTROLLERS", "auto")
-    if mode == "auto":
-        mode = "server" if _server_runs_controllers(server) else "local"
-    if mode == "server":
-        yield "server"
-        return
-    local = LocalControllers(server)
-    local.start()
-    try:
-        yield "local"
-    finally:
-        local.stop()
+    """The controllers run inside the server process (svcnet/controlplane.py)."""
+    yield "server"
 
 
 @pytest.fixture

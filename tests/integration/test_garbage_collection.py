@@ -9,7 +9,6 @@ The collector runs inside the server, as part of its controllers.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from svcnet.agent import metrics
 from svcnet.agent.proxy import ruleset
 from svcnet.agent.proxy.apply import apply
-from svcnet.agent.proxy.nft import Chain, Elements, NftError, Rule, Transaction
+from svcnet.agent.proxy.nft import Chain, Elements, Rule, Transaction
 from svcnet.api.resources import BY_KIND
 from svcnet.client import Client, Informer
 
