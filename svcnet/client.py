@@ -35,24 +35,20 @@ class Config:
     server: str  # https://host:port
     token: str
     ca_file: str | None = None
+    ca_data: str | None = None  # PEM
 
     @classmethod
     def from_kubeconfig(cls, path: str | Path) -> "Config":
         import base64
-        import tempfile
 
         cfg = yaml.safe_load(Path(path).read_text())
         ctx_name = cfg.get("current-context")
         ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
         cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
         user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
-        ca_file = cluster.get("certificate-authority")
-        if cluster.get("certificate-authority-data"):
-            f = tempfile.NamedTemporaryFile("wb", prefix="svcnet-ca-", suffix=".crt", delete=False)
-            f.write(base64.b64decode(cluster["certificate-authority-data"]))
-            f.close()
-            ca_file = f.name
-        return cls(cluster["server"], user.get("token", ""), ca_file)
+        data = cluster.get("certificate-authority-data")
+        return cls(cluster["server"], user.get("token", ""), cluster.get("certificate-authority"),
+                   base64.b64decode(data).decode() if data else None)
 
 
 def _path(res: Resource, namespace: str = "", name: str = "", sub: str = "") -> str:
@@ -70,8 +66,8 @@ def _path(res: Resource, namespace: str = "", name: str = "", sub: str = "") -> 
 class Client:
     def __init__(self, config: Config, user_agent: str = "svcnet"):
         self.config = config
-        ctx = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else None
-        self._ssl = ctx
+        self._ssl = (ssl.create_default_context(cafile=config.ca_file, cadata=config.ca_data)
+                     if config.ca_file or config.ca_data else None)
         self._headers = {"Authorization": f"Bearer {config.token}", "User-Agent": user_agent,
                          "Accept": "application/json"}
         self._session: aiohttp.ClientSession | None = None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
+import sys
 
 import logging
 from dataclasses import dataclass, field
@@ -51,7 +53,6 @@ class ControlPlane:
         self.ip_range = IPRange(opts.service_cidr)
         self.port_range = PortRange.parse(opts.nodeport_range)
         self.tasks: list[asyncio.Task] = []
-        self.controllers: list = []
 
     @property
     def kubeconfig(self) -> Path:
@@ -92,13 +93,13 @@ class ControlPlane:
         self.url = f"https://{host}:{o.port}"
         pki.write_kubeconfig(self.kubeconfig, self.url, self.creds)
         self.tasks.append(asyncio.create_task(self._repair_loop()))
-        await self._start_controllers()
+        if self.opts.controllers.strip() not in ("", "-*"):
+            self.tasks.append(asyncio.create_task(self._supervise_controllers()))
 
     async def stop(self) -> None:
-        for c in self.controllers:
-            await c.stop()
-        if self.controllers:
-            await self.client.close()
+        for t in self.tasks:
+            t.cancel()
+        await self._stop_controllers()
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -109,26 +110,27 @@ class ControlPlane:
 
     # ---- controllers ---------------------------------------------------------------------
 
-    async def _start_controllers(self) -> None:
-        from svcnet.client import Client, Config
+    async def _supervise_controllers(self) -> None:
+        """Run the controller manager as a child process; restart it if it dies."""
+        cmd = [sys.executable, "-m", "svcnet.cli.main", "controller-manager",
+               "--kubeconfig", str(self.kubeconfig), "--controllers", self.opts.controllers,
+               "--cluster-cidr", self.opts.cluster_cidr, "--parent-pid", str(os.getpid())]
+        while True:
+            self.controller_manager = await asyncio.create_subprocess_exec(*cmd)
+            rc = await self.controller_manager.wait()
+            log.warning("controller manager exited with %s; restarting in 1s", rc)
+            await asyncio.sleep(1)
 
-        self.client = Client(Config(self.url, self.creds.token, str(self.creds.ca_cert)),
-                             user_agent="svcnet-controller-manager")
-        from svcnet.controllers.endpoints import EndpointsController
-        from svcnet.controllers.endpointslice import EndpointSliceController
-        from svcnet.controllers.garbagecollector import GarbageCollector
-        from svcnet.controllers.nodeipam import NodeIPAMController
-
-        available = {
-            "nodeipam": lambda: NodeIPAMController(self.client, self.opts.cluster_cidr),
-            "endpointslice": lambda: EndpointSliceController(self.client),
-            "endpoints": lambda: EndpointsController(self.client),
-            "garbagecollector": lambda: GarbageCollector(self.client),
-        }
-        self.controllers = [make() for name, make in available.items()
-                            if controller_enabled(self.opts.controllers, name)]
-        for c in self.controllers:
-            await c.start()
+    async def _stop_controllers(self) -> None:
+        proc = getattr(self, "controller_manager", None)
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
     # ---- the kubernetes Service ------------------------------------------------------------
 
@@ -174,8 +176,9 @@ class ControlPlane:
     async def _repair_loop(self) -> None:
         while True:
             try:
-                page = await self.registry.list(SERVICE)
-                await self.allocator.repair(page.items, self.record_event)
+                services = (await self.registry.list(SERVICE)).items
+                await self.allocator.repair(services, self.record_event)
+                del services  # not kept alive through the sleep
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -202,9 +205,3 @@ class ControlPlane:
         log.info("event %s %s/%s: %s", reason, m.get("namespace"), m["name"], message)
 
 
-def controller_enabled(spec: str, name: str) -> bool:
-    """kube-controller-manager's --controllers: "*" enables all, "foo" one, "-foo" disables."""
-    items = [i.strip() for i in spec.split(",") if i.strip()]
-    if f"-{name}" in items:
-        return False
-    return name in items or "*" in items

@@ -178,7 +178,9 @@ def _age(obj: dict, now: datetime) -> str:
 
 def _format_labels(labels: dict | None) -> str:
     """labels.FormatLabels: sorted k=v pairs, `<none>` when empty."""
-    return str(selectors.selector_from_map(labels)) or "<none>"
+    if not labels:
+        return "<none>"
+    return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
 
 
 def _label_selector(sel: dict | None) -> str:

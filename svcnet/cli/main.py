@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
+import gc
 import logging
 import signal
 import sys
@@ -42,6 +44,16 @@ def _parser() -> argparse.ArgumentParser:
                    help='controllers to run: "*" (all), names, "-name" to disable one; names: '
                         "nodeipam, endpointslice, endpoints, garbagecollector")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    c = sub.add_parser("controller-manager",
+                       help="run the controllers against an API server (started by `server`)")
+    c.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server to use")
+    c.add_argument("--controllers", default="*",
+                   help='"*" (all), names, "-name" to disable one; names: nodeipam, '
+                        "endpointslice, endpoints, garbagecollector")
+    c.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod network for node IPAM")
+    c.add_argument("--parent-pid", type=int, default=0,
+                   help="stop when this process (svcnet server) is no longer the parent")
+    c.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -60,6 +72,10 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # before anything starts: a stop is never lost
         loop.add_signal_handler(sig, stop.set)
     await cp.start()
+    # The server holds few long-lived objects but decodes many short-lived ones per LIST:
+    # collect young objects less often, and exclude what startup built from every collection.
+    gc.set_threshold(50_000, 20, 100)
+    gc.freeze()
     log.info("API server listening on https://%s:%d (advertised as %s)", args.bind, args.port, node_ip)
     log.info("kubeconfig: %s  (export KUBECONFIG=%s)", cp.kubeconfig, cp.kubeconfig)
     if not args.no_agent:
@@ -70,18 +86,33 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _controller_manager(args: argparse.Namespace) -> int:
+    from svcnet import controllermanager
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await controllermanager.run(Path(args.kubeconfig), args.controllers, args.cluster_cidr, stop,
+                                args.parent_pid)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if args.command == "server":
-        try:
-            import uvloop
+    try:
+        import uvloop
 
-            uvloop.install()
-        except ImportError:
-            pass
+        uvloop.install()
+    except ImportError:
+        pass
+    if args.command == "server":
         return asyncio.run(_serve(args))
+    if args.command == "controller-manager":
+        return asyncio.run(_controller_manager(args))
     return 2
 
 

@@ -46,7 +46,8 @@ NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 
 def _owner(svc: dict) -> bytes:
     m = svc["metadata"]
-    return orjson.dumps({"service": f"{m.get('namespace', '')}/{m['name']}", "uid": m.get("uid", "")})
+    value = orjson.dumps({"service": f"{m.get('namespace', '')}/{m['name']}", "uid": m.get("uid", "")})
+    return bytes(memoryview(value))  # exact size: stored values are cached (see store.encode)
 
 
 def wanted_ips(svc: dict) -> list[str]:

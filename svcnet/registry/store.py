@@ -92,7 +92,9 @@ def encode(obj: dict) -> bytes:
     meta = obj["metadata"]
     rv = meta.pop("resourceVersion", None)
     try:
-        return orjson.dumps(obj)
+        # orjson's result keeps a ~4 KiB buffer however small the output; stored values live
+        # in the backend's cache, so keep an exact-size copy.
+        return bytes(memoryview(orjson.dumps(obj)))
     finally:
         if rv is not None:
             meta["resourceVersion"] = rv
