@@ -60,7 +60,6 @@ that SMD's typed conversion produces for a list-map item without its key or a du
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -72,6 +71,7 @@ from svcnet.api import errors
 from svcnet.api.errors import APIError, FieldError
 from svcnet.api.patchmeta import is_atomic_map, list_meta
 from svcnet.api.resources import BY_KIND
+from svcnet.jsonutil import clone
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 FIELD_MANAGER_MAX_LENGTH = 128
@@ -474,7 +474,7 @@ def _iteration_key(path: Path) -> tuple:
 def _typed(obj: dict, kind: str) -> dict:
     """`obj` completed with the fields its Go type always carries."""
     table = _ZERO.get(kind)
-    out = copy.deepcopy(obj)
+    out = clone(obj)
     if table:
         _fill(out, table, ())
     return out
@@ -484,7 +484,7 @@ def _fill(v: Any, table: dict, sp: tuple) -> None:
     if isinstance(v, dict):
         for k, zero in table.get(sp, {}).items():
             if k not in v or (v[k] is None and isinstance(zero, dict)):
-                v[k] = copy.deepcopy(zero)
+                v[k] = clone(zero)
         for k, x in v.items():
             _fill(x, table, sp + (k,))
     elif isinstance(v, list):
@@ -582,21 +582,21 @@ def _merge(l: Any, r: Any, kind: str, sp: tuple) -> Any:
     if r is _ABSENT:
         return l
     if l is _ABSENT:
-        return copy.deepcopy(r)
+        return clone(r)
     if _is_map_node(l, r, kind, sp):
         lm = l if isinstance(l, dict) else {}
         rm = r if isinstance(r, dict) else {}
         if not lm and not rm:
-            return copy.deepcopy(r)
+            return clone(r)
         return {k: _merge(lm.get(k, _ABSENT), rm.get(k, _ABSENT), kind, sp + (k,))
                 for k in dict.fromkeys([*lm, *rm])}
     if _is_list_node(l, r, kind, sp):
         ll = l if isinstance(l, list) else []
         rl = r if isinstance(r, list) else []
         if not ll and not rl:
-            return copy.deepcopy(r)
+            return clone(r)
         return _merge_list(ll, rl, kind, sp)
-    return copy.deepcopy(r)
+    return clone(r)
 
 
 def _merge_list(ll: list, rl: list, kind: str, sp: tuple) -> list:
@@ -626,7 +626,7 @@ def _merge_list(ll: list, rl: list, kind: str, sp: tuple) -> list:
                 li += 1
                 continue
         if li < len(lo) and lo[li] not in robs:
-            out.extend(copy.deepcopy(lobs[lo[li]]))  # duplicates the config leaves alone stay
+            out.extend(clone(lobs[lo[li]]))  # duplicates the config leaves alone stay
             li += 1
             continue
         if ri < len(ro):
@@ -783,7 +783,7 @@ def _set_managed(obj: dict, managed: Managed) -> dict:
 
 
 def _without_managed(obj: dict) -> dict:
-    out = copy.deepcopy(obj)
+    out = clone(obj)
     if isinstance(out.get("metadata"), dict):
         out["metadata"].pop("managedFields", None)
     return out
@@ -930,7 +930,7 @@ def update_managed_fields(old: dict | None, new: dict, manager: str, kind: str, 
     except _TypedError:
         previous = ((old or {}).get("metadata") or {}).get("managedFields")
         if previous:
-            result["metadata"]["managedFields"] = copy.deepcopy(previous)
+            result["metadata"]["managedFields"] = clone(previous)
         return result
     return _set_managed(result, managed)
 
@@ -995,7 +995,7 @@ def _apply_once(live: dict, config: dict, config_set: FieldSet, managed: Managed
         else:
             del managed[key]
     if _equal(_typed(live, scope.kind), _typed(merged, scope.kind)):
-        return copy.deepcopy(live), managed
+        return clone(live), managed
     if key in managed:
         managed[key] = replace(managed[key], time=now)
     return merged, managed
@@ -1019,7 +1019,7 @@ def _allowed_by_last_applied(live: dict, scope: _Scope) -> FieldSet:
 
 def _last_applied_value(config: dict) -> str:
     """buildLastApplied: the applied configuration without the annotation, as JSON."""
-    obj = copy.deepcopy(config)
+    obj = clone(config)
     meta = obj.get("metadata")
     if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
         meta["annotations"].pop(LAST_APPLIED, None)

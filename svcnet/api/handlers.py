@@ -269,7 +269,9 @@ class ResourceHandlers:
                 meta["annotations"] = {"k8s.io/initial-events-end": "true"}
             return {"kind": t.res.kind, "apiVersion": t.res.api_version, "metadata": meta}
 
-        queue: asyncio.Queue = asyncio.Queue()
+        # Small on purpose: a slow client pushes back on the store's watch queue, where events are
+        # raw bytes already held by the store and a watcher too far behind is dropped (WatchOverflow).
+        queue: asyncio.Queue = asyncio.Queue(maxsize=64)
 
         async def pump() -> None:
             try:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
+import ctypes.util
 import hmac
 import logging
 import ssl
@@ -57,6 +59,7 @@ class APIConfig:
     port: int = 6443
     compaction_interval: float = 60.0
     compaction_retention: float = 300.0
+    trim_interval: float = 2.0
 
 
 @dataclass
@@ -210,6 +213,18 @@ class APIServer:
     def start_background(self) -> None:
         self.tasks.append(asyncio.create_task(self._namespace_lifecycle()))
         self.tasks.append(asyncio.create_task(self._compaction()))
+        self.tasks.append(asyncio.create_task(self._trim_memory()))
+
+    async def _trim_memory(self) -> None:
+        """Give freed heap back to the OS: a LIST of thousands of objects decodes them all at
+        once, and glibc keeps such peaks mapped until asked (malloc_trim)."""
+        try:
+            trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            return
+        while True:
+            await asyncio.sleep(self.config.trim_interval)
+            trim(0)
 
     async def stop_background(self) -> None:
         for t in self.tasks:

@@ -20,7 +20,6 @@ Theory of operation
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 import json
 import random
@@ -33,6 +32,7 @@ import orjson
 from svcnet.api import errors
 from svcnet.api.errors import APIError
 from svcnet.api.resources import BY_KIND, Resource
+from svcnet.jsonutil import clone
 from svcnet.registry import service as _service  # noqa: F401  (registers the Service rules)
 from svcnet.registry import workloads as _workloads  # noqa: F401  (Pods, Nodes, Deployments, ...)
 from svcnet.registry import strategy
@@ -314,7 +314,7 @@ class Registry:
 
     async def create(self, res: Resource, obj: dict, manager: str = "", dry_run: bool = False) -> dict:
         """Create `obj` (metadata.namespace already set for namespaced kinds)."""
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         for f in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
@@ -354,7 +354,7 @@ class Registry:
                      subresource: str = "", manager: str = "", dry_run: bool = False,
                      old: dict | None = None) -> dict:
         """Replace an object (PUT semantics). A resourceVersion in `obj` is a precondition."""
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if old is None:
             old = await self.get(res, namespace, name)
@@ -432,7 +432,7 @@ class Registry:
         precondition and is not retried."""
         for attempt in range(retries + 1):
             old = await self.get(res, namespace, name)
-            desired = mutate(copy.deepcopy(old))
+            desired = mutate(clone(old))
             if hasattr(desired, "__await__"):
                 desired = await desired
             precondition = desired.get("metadata", {}).get("resourceVersion")
@@ -493,7 +493,7 @@ class Registry:
             key = key_for(res, namespace, name)
             finalizers = gc_finalizers(meta.get("finalizers") or [], opts.propagation_policy)
             if finalizers or grace > 0 or _spec_finalizers(res, old):
-                new = copy.deepcopy(old)
+                new = clone(old)
                 nm = new["metadata"]
                 changed = finalizers != (meta.get("finalizers") or [])
                 if changed:

@@ -11,11 +11,11 @@ written whole. Deeper, kind-specific rules (Services, Pods, ...) plug in through
 
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 from svcnet.api.errors import FieldError
 from svcnet.api.resources import Resource
+from svcnet.jsonutil import clone
 from svcnet.registry.validation import validate_object_meta, validate_object_meta_update
 
 # Name rule per kind (ValidateObjectMeta's nameFn in pkg/apis/*/validation).
@@ -118,7 +118,7 @@ def prepare_for_update(res: Resource, new: dict, old: dict) -> None:
     """A main-resource write: status is kept from `old`; generation bumps on a spec change."""
     if has_status(res):
         if "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
+            new["status"] = clone(old["status"])
         else:
             new.pop("status", None)
     meta, old_meta = new["metadata"], old["metadata"]
@@ -141,11 +141,11 @@ def prepare_for_status_update(res: Resource, new: dict, old: dict) -> None:
     """A /status write changes status only."""
     status = new.get("status")
     meta = new["metadata"]
-    fresh = copy.deepcopy(old)
+    fresh = clone(old)
     for f in _STATUS_META_RESET:
         fresh["metadata"].pop(f, None)
         if f in old["metadata"]:
-            fresh["metadata"][f] = copy.deepcopy(old["metadata"][f])
+            fresh["metadata"][f] = clone(old["metadata"][f])
     if "managedFields" in meta:
         fresh["metadata"]["managedFields"] = meta["managedFields"]
     if status is None:
