@@ -231,3 +231,28 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
         assert int(newer["metadata"]["resourceVersion"]) > max(int(v) for v in acked.values())
     finally:
         s.stop()
+
+
+def test_delete_collection_with_a_label_selector(server, namespace):
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    for name, team in (("a", "x"), ("b", "x"), ("c", "y")):
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "labels": {"team": team}}, "data": {"k": "v"}}
+        assert server.request("POST", base, body)[0] == 201
+    status, _, body = server.request("DELETE", base + "?labelSelector=team%3Dx")
+    assert status == 200 and body["kind"] == "ConfigMapList"
+    assert sorted(o["metadata"]["name"] for o in body["items"]) == ["a", "b"]
+    _, _, left = server.request("GET", base)
+    assert [o["metadata"]["name"] for o in left["items"]] == ["c"]
+
+
+def test_watch_list_ends_initial_events_with_a_bookmark(server, namespace):
+    base = f"/api/v1/namespaces/{namespace}/services"
+    create(server, namespace, "first")
+    evs = _watch_lines(server, base + "?watch=true&sendInitialEvents=true&allowWatchBookmarks=true"
+                       "&resourceVersionMatch=NotOlderThan&timeoutSeconds=2", 2)
+    assert evs[0]["type"] == "ADDED" and evs[0]["object"]["metadata"]["name"] == "first"
+    assert evs[1]["type"] == "BOOKMARK"
+    assert evs[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    status, _, body = server.request("GET", base + "?watch=true&sendInitialEvents=true")
+    assert status == 422 and body["reason"] == "Invalid"
