@@ -45,6 +45,8 @@ class Options:
     repair_interval: float = 180.0
     extra_sans: list[str] = field(default_factory=list)
     controllers: str = "*"  # kube-controller-manager style: "*,-garbagecollector"
+    agent: bool = False
+    node_name: str = "node"
 
 
 class ControlPlane:
@@ -53,6 +55,7 @@ class ControlPlane:
         self.ip_range = IPRange(opts.service_cidr)
         self.port_range = PortRange.parse(opts.nodeport_range)
         self.tasks: list[asyncio.Task] = []
+        self.children: dict[str, asyncio.subprocess.Process] = {}
 
     @property
     def kubeconfig(self) -> Path:
@@ -94,12 +97,19 @@ class ControlPlane:
         pki.write_kubeconfig(self.kubeconfig, self.url, self.creds)
         self.tasks.append(asyncio.create_task(self._repair_loop()))
         if self.opts.controllers.strip() not in ("", "-*"):
-            self.tasks.append(asyncio.create_task(self._supervise_controllers()))
+            self.tasks.append(asyncio.create_task(self._supervise("controller manager", [
+                "controller-manager", "--kubeconfig", str(self.kubeconfig),
+                "--controllers", self.opts.controllers, "--cluster-cidr", self.opts.cluster_cidr])))
+        if self.opts.agent:
+            self.tasks.append(asyncio.create_task(self._supervise("node agent", [
+                "agent", "--kubeconfig", str(self.kubeconfig), "--data-dir", str(o.data_dir),
+                "--node-name", self.opts.node_name, "--node-ip", o.node_ip,
+                "--cluster-cidr", self.opts.cluster_cidr, "--service-cidr", self.opts.service_cidr])))
 
     async def stop(self) -> None:
         for t in self.tasks:
             t.cancel()
-        await self._stop_controllers()
+        await self._stop_children()
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -108,29 +118,29 @@ class ControlPlane:
         await self.allocator.stop()
         await self.backend.close()
 
-    # ---- controllers ---------------------------------------------------------------------
+    # ---- child processes: controller manager, node agent -----------------------------------
 
-    async def _supervise_controllers(self) -> None:
-        """Run the controller manager as a child process; restart it if it dies."""
-        cmd = [sys.executable, "-m", "svcnet.cli.main", "controller-manager",
-               "--kubeconfig", str(self.kubeconfig), "--controllers", self.opts.controllers,
-               "--cluster-cidr", self.opts.cluster_cidr, "--parent-pid", str(os.getpid())]
+    async def _supervise(self, name: str, args: list[str]) -> None:
+        """Run `svcnet <args>` as a child process; restart it if it dies. It stops by itself
+        when this server is gone (--parent-pid), whatever killed it."""
+        cmd = [sys.executable, "-m", "svcnet.cli.main", *args, "--parent-pid", str(os.getpid())]
         while True:
-            self.controller_manager = await asyncio.create_subprocess_exec(*cmd)
-            rc = await self.controller_manager.wait()
-            log.warning("controller manager exited with %s; restarting in 1s", rc)
+            proc = await asyncio.create_subprocess_exec(*cmd)
+            self.children[name] = proc
+            rc = await proc.wait()
+            log.warning("%s exited with %s; restarting in 1s", name, rc)
             await asyncio.sleep(1)
 
-    async def _stop_controllers(self) -> None:
-        proc = getattr(self, "controller_manager", None)
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    async def _stop_children(self) -> None:
+        for proc in self.children.values():
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.children.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
     # ---- the kubernetes Service ------------------------------------------------------------
 

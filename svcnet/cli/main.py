@@ -8,6 +8,7 @@ import faulthandler
 import gc
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -44,6 +45,26 @@ def _parser() -> argparse.ArgumentParser:
                    help='controllers to run: "*" (all), names, "-name" to disable one; names: '
                         "nodeipam, endpointslice, endpoints, garbagecollector")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    a = sub.add_parser("agent", help="run a node agent against an API server")
+    a.add_argument("--kubeconfig", help="kubeconfig of the API server (or --server/--token-file)")
+    a.add_argument("--server", help="API server URL, e.g. https://192.168.1.2:6443")
+    a.add_argument("--token-file", help="file holding the bearer token")
+    a.add_argument("--ca-file", help="CA certificate of the API server")
+    a.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="pod state, logs (default /var/lib/svcnet)")
+    a.add_argument("--node-name", default=None, help="this node's name (default: hostname)")
+    a.add_argument("--node-ip", default=None, help="this node's address (default: the default "
+                   "route's interface address, else the first global IPv4 address)")
+    a.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    a.add_argument("--service-cidr", default=DEFAULT_SERVICE_CIDR)
+    a.add_argument("--no-schedule", action="store_true",
+                   help="do not bind pods that have no node to this node")
+    a.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    a.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    d = sub.add_parser("down", help="stop this node's pods and remove everything svcnet made here")
+    d.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    d.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
     c = sub.add_parser("controller-manager",
                        help="run the controllers against an API server (started by `server`)")
     c.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server to use")
@@ -66,6 +87,7 @@ async def _serve(args: argparse.Namespace) -> int:
         service_cidr=args.service_cidr, cluster_cidr=args.cluster_cidr,
         nodeport_range=args.nodeport_range,
         repair_interval=args.repair_interval, controllers=args.controllers,
+        agent=not args.no_agent, node_name=args.node_name or socket.gethostname(),
         extra_sans=netinfo.local_ipv4_addresses()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,8 +100,6 @@ async def _serve(args: argparse.Namespace) -> int:
     gc.freeze()
     log.info("API server listening on https://%s:%d (advertised as %s)", args.bind, args.port, node_ip)
     log.info("kubeconfig: %s  (export KUBECONFIG=%s)", cp.kubeconfig, cp.kubeconfig)
-    if not args.no_agent:
-        log.info("node agent: not part of this build yet; running the control plane only")
     await stop.wait()
     log.info("shutting down")
     await cp.stop()
@@ -98,6 +118,49 @@ async def _controller_manager(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _agent(args: argparse.Namespace) -> int:
+    from svcnet.agent.agent import Agent
+    from svcnet.client import Client, Config
+    from svcnet.controllermanager import exit_with_parent
+
+    if args.kubeconfig:
+        config = Config.from_kubeconfig(args.kubeconfig)
+    elif args.server and args.token_file:
+        config = Config(args.server, Path(args.token_file).read_text().strip(), args.ca_file)
+    else:
+        log.error("svcnet agent needs --kubeconfig, or --server and --token-file")
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.parent_pid:
+        loop.create_task(exit_with_parent(args.parent_pid, stop))
+    client = Client(config, user_agent="svcnet-agent")
+    agent = Agent(client, Path(args.data_dir), args.node_name or socket.gethostname(),
+                  args.node_ip or netinfo.default_node_ip() or "127.0.0.1",
+                  args.cluster_cidr, args.service_cidr, schedule=not args.no_schedule)
+    starting = asyncio.create_task(agent.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done() and starting.exception():
+        raise starting.exception()
+    await stop.wait()
+    if starting.done():
+        await agent.stop()
+    else:
+        starting.cancel()
+    await client.close()
+    return 0
+
+
+async def _down(args: argparse.Namespace) -> int:
+    from svcnet.agent.down import down
+
+    await down(Path(args.data_dir))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack
@@ -113,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(args))
     if args.command == "controller-manager":
         return asyncio.run(_controller_manager(args))
+    if args.command == "agent":
+        return asyncio.run(_agent(args))
+    if args.command == "down":
+        return asyncio.run(_down(args))
     return 2
 
 

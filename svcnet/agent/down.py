@@ -1,0 +1,32 @@
+"""`svcnet down`: stop this node's pods and remove everything svcnet made on it.
+
+Pods (their processes, sandbox holders, network namespaces, veths, per-pod files) go through
+the pod runtime's teardown; then the nftables table `svcnet` and the bridge with its routes.
+Nothing else on the machine is touched. Safe to run twice, and with the agent stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+from svcnet.agent.agent import read_node_state
+
+log = logging.getLogger("svcnet.down")
+
+
+async def down(data_dir: Path) -> None:
+    from svcnet.agent.runtime import PodRuntime
+
+    state = read_node_state(data_dir)
+    if state is not None:
+        runtime = PodRuntime(data_dir, state["nodeName"], state["nodeIP"], state["podCIDR"],
+                             state.get("serviceCIDR", "10.96.0.0/12"))
+        await runtime.teardown()
+        log.info("removed the pods and network of node %s", state["nodeName"])
+    for family in ("ip", "ip6"):
+        r = subprocess.run(["nft", "delete", "table", family, "svcnet"], capture_output=True, text=True)
+        if r.returncode == 0:
+            log.info("deleted nftables table %s svcnet", family)
+    (data_dir / "node.json").unlink(missing_ok=True)
