@@ -13,6 +13,8 @@ repository (registry host, tag and digest dropped; `docker.io/library/` too), th
   `serve-hostname` with the container's args.
 - `pause` (`registry.k8s.io/pause`, `k8s.gcr.io/pause`, any tag): `python -m
   svcnet.images.pause`, which ignores its args as pause.c does.
+- `svcnet/hello` (the seed example): `python -m svcnet.images.hello`, an HTTP server answering
+  "Hello World!" (args such as `--port 8080` pass through).
 - busybox and alpine: no entrypoint, `CMD ["sh"]`, so `command + args` run on the host, or
   `args` alone, or `sh`.
 - anything else runs its explicit `command + args` on the host, and is unknown (None) without.
@@ -35,6 +37,7 @@ SHELL_IMAGES = {"busybox", "alpine"}
 
 AGNHOST = [sys.executable, "-m", "svcnet.images.agnhost"]
 PAUSE = [sys.executable, "-m", "svcnet.images.pause"]
+HELLO = [sys.executable, "-m", "svcnet.images.hello"]
 
 
 def resolve(image: str, command: list[str] | None, args: list[str] | None) -> list[str] | None:
@@ -53,6 +56,8 @@ def resolve(image: str, command: list[str] | None, args: list[str] | None) -> li
         if command and os.path.basename(command[0]) == "pause":
             command = []
         return _combine(PAUSE, [], command, args)
+    if repo == "svcnet/hello":
+        return _combine(HELLO, [], command, args)
     if repo.rsplit("/", 1)[-1] in SHELL_IMAGES:
         return _combine([], ["sh"], command, args)
     return command + args if command else None

@@ -572,3 +572,14 @@ def test_split_image():
         "registry.k8s.io", "e2e-test-images/agnhost")
     assert split_image("localhost:5000/agnhost:1@sha256:00") == ("localhost:5000", "agnhost")
     assert split_image("library/busybox") == ("", "busybox")
+
+
+
+def test_hello_image_answers_hello_world(spawn):
+    argv = resolve("svcnet/hello:latest", None, None)
+    assert argv[1:] == ["-m", "svcnet.images.hello"]
+    port = free_port()
+    proc = spawn("--port", str(port), module="svcnet.images.hello")
+    proc.wait_listening(port)
+    status, _, body = http_request(port, "/")
+    assert (status, body) == (200, "Hello World!\n")
