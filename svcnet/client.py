@@ -5,8 +5,8 @@ token, exactly as any other client would: controllers and agents never touch the
 
 - `Client`: get/list/create/update/update_status/patch/delete and `watch()` (a stream of
   (type, object) events) on resources named by their `svcnet.api.resources.Resource`.
-- `Informer`: list + watch with a local cache, as client-go's: it lists, then watches from the
-  list's resourceVersion; on 410 Expired or a broken stream it re-lists and emits the
+- `Informer`: list + watch with a local cache, as client-go's (without managedFields, which no
+  controller reads): it lists, then watches from the list's resourceVersion; on 410 Expired or a broken stream it re-lists and emits the
   differences, so handlers see every change at least once and the cache converges.
 """
 
@@ -156,6 +156,12 @@ class Client:
 Handler = Callable[[str, dict | None, dict | None], Awaitable[None] | None]
 
 
+def _slim(obj: dict) -> None:
+    """Drop what no controller reads from a cached object: managedFields are more than half of
+    a decoded pod. (A later PUT of the object without them keeps the stored ones.)"""
+    obj.get("metadata", {}).pop("managedFields", None)
+
+
 def object_key(obj: dict) -> str:
     m = obj["metadata"]
     return f"{m.get('namespace', '')}/{m['name']}"
@@ -205,6 +211,7 @@ class Informer:
         lst = await self.client.list(self.res, self.namespace, **self.params)
         fresh: dict[str, dict] = {}
         for item in lst.get("items", []):
+            _slim(item)
             item.setdefault("kind", self.res.kind)
             item.setdefault("apiVersion", self.res.api_version)
             fresh[object_key(item)] = item
@@ -231,6 +238,7 @@ class Informer:
                     rv = obj["metadata"].get("resourceVersion", rv)
                     if kind == "BOOKMARK":
                         continue
+                    _slim(obj)
                     key = object_key(obj)
                     old = self.cache.get(key)
                     if kind == "DELETED":
