@@ -1,0 +1,194 @@
+"""The seed scenario end to end (issue 4): a real single-node cluster inside network namespaces.
+
+    laptop 192.168.1.10 ---- LAN ---- node 192.168.1.2 (svcnet server + agent)
+                                        | svcnet0 10.244.0.1/24
+                                      pods 10.244.0.x
+
+Everything runs in namespaces this module creates (unique prefix) and removes at the end, on
+failure too; the machine's own namespace is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from svcnet.world import World
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = (ROOT / "examples" / "seed.yaml").read_text()
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+
+def poll(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}" + (f": {last!r}" if last else ""))
+
+
+class Cluster:
+    def __init__(self, world: World, data: Path):
+        self.world = world
+        self.data = data
+        self.kubeconfig = data / "kubeconfig"
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        r = self.world.run("node", "kubectl", f"--kubeconfig={self.kubeconfig}",
+                           f"--cache-dir={self.data / 'kubectl-cache'}", *args, input=input)
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {r.stdout}{r.stderr}")
+        return r.stdout
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def curl(self, host: str, url: str, timeout: float = 3) -> tuple[int, str]:
+        r = self.world.run(host, "curl", "-s", "--max-time", str(timeout), url)
+        return r.returncode, r.stdout
+
+    def pod_ip(self, name: str) -> str:
+        return self.json("get", "pod", name)["status"]["podIP"]
+
+    def agent_pid(self) -> int:
+        out = subprocess.run(["pgrep", "-f", f"svcnet.cli.main agent --kubeconfig {self.kubeconfig}"],
+                             capture_output=True, text=True).stdout.split()
+        return int(out[0]) if out else 0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    world = World(f"sve{os.getpid() % 100000}")
+    data = tmp_path_factory.mktemp("seed") / "node"
+    world.create()
+    c = Cluster(world, data)
+    try:
+        world.spawn("node", sys.executable, "-m", "svcnet.cli.main", "server", "--data-dir", str(data),
+                    "--node-ip", "192.168.1.2", "--node-name", "node1",
+                    stdout=open(data.parent / "server.log", "ab"), stderr=subprocess.STDOUT)
+        poll(lambda: c.kubeconfig.exists() and c.kubectl("get", "--raw=/readyz", check=False) == "ok",
+             60, "the API server")
+        poll(lambda: c.json("get", "node", "node1")["spec"].get("podCIDR"), 60, "the node to register")
+        c.kubectl("apply", "-f", "-", input=SEED)
+        poll(lambda: c.kubectl("wait", "--for=condition=Ready", "pod", "--all", "--timeout=1s",
+                               check=False).startswith("pod/"), 120, "the seed pods to be Ready")
+        yield c
+    finally:
+        for proc in world.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        world.run("node", sys.executable, "-m", "svcnet.cli.main", "down", "--data-dir", str(data))
+        world.destroy()
+
+
+def test_laptop_reaches_the_pod_through_the_node_port_only(cluster):
+    rc, body = cluster.curl("laptop", "http://192.168.1.2:30008")
+    assert (rc, body) == (0, "Hello World!\n")
+    hello_ip = cluster.pod_ip("hello")
+    assert hello_ip.startswith("10.244.")
+    rc, _ = cluster.curl("laptop", f"http://{hello_ip}", timeout=2)
+    assert rc != 0  # the pod network is not reachable from the LAN
+    assert cluster.curl("node", f"http://{hello_ip}") == (0, "Hello World!\n")
+    rc, _ = cluster.curl("node", "http://127.0.0.1:30008", timeout=2)
+    assert rc != 0  # NodePorts do not answer on localhost (CVE-2020-8558)
+
+
+def _dial(cluster, frm: str, host: str, port: int, tries: int = 30) -> list[str]:
+    ip = cluster.pod_ip(frm)
+    rc, body = cluster.curl("node", f"http://{ip}:8080/dial?request=hostname&protocol=http"
+                                    f"&host={host}&port={port}&tries={tries}", timeout=30)
+    assert rc == 0, body
+    return json.loads(body).get("responses", [])
+
+
+def test_front_end_reaches_back_ends_through_the_cluster_ip_and_env_vars(cluster):
+    svc = cluster.json("get", "svc", "backend")
+    ip = svc["spec"]["clusterIP"]
+    assert set(_dial(cluster, "frontend", ip, 80)) == {"backend-1", "backend-2"}  # spread over both
+    status = cluster.json("get", "pod", "frontend")["status"]
+    pid = int(status["containerStatuses"][0]["containerID"].split("://")[1])
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert f"BACKEND_SERVICE_HOST={ip}".encode() in environ
+    assert b"BACKEND_SERVICE_PORT=80" in environ
+
+
+def test_a_pod_reaches_itself_through_its_own_service(cluster):
+    ip = cluster.json("get", "svc", "backend")["spec"]["clusterIP"]
+    assert "backend-1" in set(_dial(cluster, "backend-1", ip, 80, tries=40))  # hairpin
+
+
+def test_traffic_keeps_flowing_while_the_agent_restarts(cluster):
+    hello = cluster.json("get", "pod", "hello")
+    pid_before = hello["status"]["containerStatuses"][0]["containerID"]
+    failures, done = [], threading.Event()
+
+    def load():
+        while not done.is_set():
+            rc, body = cluster.curl("laptop", "http://192.168.1.2:30008", timeout=2)
+            if (rc, body) != (0, "Hello World!\n"):
+                failures.append((rc, body))
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        old = cluster.agent_pid()
+        os.kill(old, signal.SIGTERM)
+        poll(lambda: cluster.agent_pid() not in (0, old), 30, "the agent to be restarted")
+        # keep the load running until the new agent has done its full sync of the rules
+        poll(lambda: "svcnet_proxy_full_syncs_total 1" in cluster.curl(
+            "node", "http://127.0.0.1:10249/metrics")[1], 30, "the new agent's first full sync")
+    finally:
+        done.set()
+        t.join()
+    assert failures == []
+    hello = cluster.json("get", "pod", "hello")
+    assert hello["status"]["containerStatuses"][0]["containerID"] == pid_before  # adopted, not restarted
+    assert hello["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_an_endpoint_that_goes_away_stops_receiving_traffic(cluster):
+    ip = cluster.json("get", "svc", "backend")["spec"]["clusterIP"]
+    cluster.kubectl("delete", "pod", "backend-2", "--grace-period=1")
+    poll(lambda: set(_dial(cluster, "frontend", ip, 80, tries=10)) == {"backend-1"}, 30,
+         "traffic to stop reaching backend-2")
+    assert set(_dial(cluster, "frontend", ip, 80, tries=30)) == {"backend-1"}
+
+
+def test_svcnet_down_leaves_nothing_behind(cluster):
+    """Runs last: stops the server, then `svcnet down` inside the node."""
+    pids = [int(s["containerID"].split("://")[1])
+            for p in cluster.json("get", "pods")["items"]
+            for s in (p["status"].get("containerStatuses") or []) if s.get("containerID")]
+    assert pids and all(Path(f"/proc/{pid}").exists() for pid in pids)
+    for proc in cluster.world.procs:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    # stopping the server leaves pods and rules in place ...
+    assert all(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert "svcnet" in cluster.world.run("node", "nft", "list", "tables").stdout
+    # ... and `svcnet down` removes them
+    r = cluster.world.run("node", sys.executable, "-m", "svcnet.cli.main", "down", "--data-dir",
+                          str(cluster.data))
+    assert r.returncode == 0, r.stderr
+    poll(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 30, "the pods' processes to end")
+    assert cluster.world.run("node", "nft", "list", "tables").stdout.strip() == ""
+    links = cluster.world.run("node", "ip", "-o", "link").stdout
+    assert [l.split(": ")[1].split("@")[0] for l in links.splitlines()] == ["lo", "eth0"]
+    assert "10.96.0.0/12" not in cluster.world.run("node", "ip", "route").stdout
