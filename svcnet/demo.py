@@ -62,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     world.create()
     server = None
     try:
-        server = world.spawn("node", sys.executable, "-m", "svcnet.cli.main", "server",
-                             "--data-dir", str(data), "--node-ip", world.address("node"),
-                             "--node-name", "node1")
+        log_path = Path(f"{data}.log")
+        print(f"demo: starting svcnet server in {args.prefix}-node (its log: {log_path})", flush=True)
+        with open(log_path, "ab") as log:
+            server = world.spawn("node", sys.executable, "-m", "svcnet.cli.main", "server",
+                                 "--data-dir", str(data), "--node-ip", world.address("node"),
+                                 "--node-name", "node1", stdout=log, stderr=subprocess.STDOUT)
         wait_for("the API server", lambda: kubeconfig.exists() and kubectl(
             world, kubeconfig, "get", "--raw=/readyz", check=False).returncode == 0, 60)
         kubectl(world, kubeconfig, "apply", "-f", "-", input=SEED.read_text())
