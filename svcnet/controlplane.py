@@ -80,7 +80,8 @@ class ControlPlane:
         self.allocator = ServiceAllocator(self.backend, self.ip_range, self.port_range)
         await self.allocator.start()
         self.allocator.install(self.registry)
-        self.api = APIServer(self.registry, APIConfig(self.creds.token, o.node_ip, o.port))
+        self.api = APIServer(self.registry, APIConfig(self.creds.token, o.node_ip, o.port,
+                                                      logs_dir=o.data_dir if o.agent else None))
         await self.api.bootstrap()
         await self._reconcile_kubernetes_service()
 

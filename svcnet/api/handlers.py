@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import random
+from pathlib import Path
 from typing import Any, Callable
 
 import orjson
@@ -76,8 +77,9 @@ def _warning_headers(warnings: list[str]) -> dict | None:
 
 
 class ResourceHandlers:
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, logs_dir: Path | None = None):
         self.registry = registry
+        self.logs_dir = logs_dir  # the data dir of this server's own node agent
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -169,15 +171,67 @@ class ResourceHandlers:
             return await self.pod_log(request, t, obj)
         return self._respond(neg, self._render_one(neg, t.res, obj, request))
 
-    async def pod_log(self, request: web.Request, t: Target, pod: dict) -> web.Response:
-        container = request.query.get("container") or ""
-        names = [c.get("name") for c in pod.get("spec", {}).get("containers", [])]
-        if container and container not in names:
-            raise errors.bad_request(
-                f"container {container} is not valid for pod {t.name}")
-        raise errors.bad_request(
-            f'container "{container or (names[0] if names else "")}" in pod "{t.name}" is waiting '
-            f'to start: ContainerCreating')
+    async def pod_log(self, request: web.Request, t: Target, pod: dict) -> web.StreamResponse:
+        """pods/NAME/log, from the files the node agent writes (this server's own node)."""
+        q = request.query
+        spec, status = pod.get("spec") or {}, pod.get("status") or {}
+        names = [c.get("name") for c in spec.get("containers") or []]
+        init_names = [c.get("name") for c in spec.get("initContainers") or []]
+        container = q.get("container") or ""
+        if not container:
+            if len(names) != 1:
+                raise errors.bad_request(
+                    f"a container name must be specified for pod {t.name}, choose one of: "
+                    f"[{' '.join(names)}]" + (f" or one of the init containers: [{' '.join(init_names)}]"
+                                              if init_names else ""))
+            container = names[0]
+        if container not in names + init_names:
+            raise errors.bad_request(f"container {container} is not valid for pod {t.name}")
+        statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+        st = next((c for c in statuses if c.get("name") == container), None)
+        previous = query_bool(q.get("previous"))
+        path = None
+        if st is not None and self.logs_dir is not None:
+            n = int(st.get("restartCount") or 0) - (1 if previous else 0)
+            candidate = (self.logs_dir / "pods" / f"{t.namespace}_{t.name}_{pod['metadata']['uid']}"
+                         / container / f"{n}.log")
+            if n >= 0 and candidate.exists():
+                path = candidate
+        if path is None:
+            if previous:
+                raise errors.bad_request(
+                    f'previous terminated container "{container}" in pod "{t.name}" not found')
+            waiting = ((st or {}).get("state") or {}).get("waiting") or {}
+            raise errors.bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: '
+                                     f'{waiting.get("reason") or "ContainerCreating"}')
+        data = path.read_bytes()
+        tail = query_int(q, "tailLines")
+        if tail is not None:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-tail:]) if tail > 0 else b""
+        limit = query_int(q, "limitBytes")
+        if limit is not None and limit > 0:
+            data = data[:limit]
+        if not query_bool(q.get("follow")):
+            return web.Response(body=data, content_type="text/plain")
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        await resp.write(data)
+        offset = path.stat().st_size
+        while True:  # until the client leaves (the handler is cancelled) or the pod goes
+            await asyncio.sleep(0.2)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                break
+            if size > offset:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read(size - offset)
+                offset = size
+                await resp.write(chunk)
+        await resp.write_eof()
+        return resp
 
     async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query

@@ -60,6 +60,7 @@ class APIConfig:
     compaction_interval: float = 60.0
     compaction_retention: float = 300.0
     trim_interval: float = 2.0
+    logs_dir: Path | None = None  # where this server's own node agent keeps pod logs
 
 
 @dataclass
@@ -71,7 +72,7 @@ class APIServer:
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.handlers = ResourceHandlers(self.registry)
+        self.handlers = ResourceHandlers(self.registry, self.config.logs_dir)
         self._token = self.config.token.encode()
 
     # ---- application ---------------------------------------------------------------------

@@ -171,6 +171,16 @@ def test_an_endpoint_that_goes_away_stops_receiving_traffic(cluster):
     assert set(_dial(cluster, "frontend", ip, 80, tries=30)) == {"backend-1"}
 
 
+def test_kubectl_logs_shows_the_container_output(cluster):
+    assert "hello: serving on :80" in cluster.kubectl("logs", "hello")
+    cluster.curl("node", f"http://{cluster.pod_ip('hello')}/from-the-logs-test")
+    poll(lambda: "/from-the-logs-test" in cluster.kubectl("logs", "hello", "--tail=5"), 10,
+         "the request to show in the log")
+    r = cluster.world.run("node", "kubectl", f"--kubeconfig={cluster.kubeconfig}",
+                          f"--cache-dir={cluster.data / 'kubectl-cache'}", "logs", "hello", "--previous")
+    assert r.returncode == 1 and 'previous terminated container "hello" in pod "hello" not found' in r.stderr
+
+
 def test_svcnet_down_leaves_nothing_behind(cluster):
     """Runs last: stops the server, then `svcnet down` inside the node."""
     pids = [int(s["containerID"].split("://")[1])
