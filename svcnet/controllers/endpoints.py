@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable
 
 from svcnet.api.errors import APIError
 from svcnet.controllers.endpointslice import (
-    ANNOTATION_TRIGGER_TIME, ENDPOINTS, FIELD_MANAGER, LABEL_HEADLESS, SharedCaches,
+    ANNOTATION_TRIGGER_TIME, ENDPOINTS, FIELD_MANAGER, LABEL_HEADLESS, CacheController, SharedCaches,
     TriggerTimeTracker, WorkQueue, find_port, is_ipv6_string, is_pod_ready, is_service_ip_set,
     matching_pods, meta, namespace_terminating, obj_key, pod_ips, rv_int, service_selector,
     should_pod_be_in_endpoints, should_set_hostname, spec, split_key, status)
@@ -353,7 +353,7 @@ def desired_endpoints(svc: dict, pods: Iterable[dict], current: dict | None,
 # The controller
 # ---------------------------------------------------------------------------------------------
 
-class EndpointsController:
+class EndpointsController(CacheController):
     """Keeps the Endpoints object of every Service with a selector in line with its pods."""
 
     KINDS = ("Service", "Pod", "Endpoints")
@@ -374,39 +374,18 @@ class EndpointsController:
         self._conflicts: dict[str, int] = {}
         self.syncs = 0
 
-    async def start(self) -> None:
-        self.caches = SharedCaches.acquire(self.client)
+    def _handler_table(self) -> list[tuple[str, Callable]]:
+        return [("Service", self._on_service), ("Pod", self._on_pod),
+                ("Endpoints", self._on_endpoints)]
+
+    def _initial_queue(self) -> None:
         c = self.caches
-        for kind, h in (("Service", self._on_service), ("Pod", self._on_pod),
-                        ("Endpoints", self._on_endpoints)):
-            inf = c.informer(kind)
-            inf.add_handler(h)
-            self._handlers.append((inf, h))
-        await c.start(self.KINDS)
         for key in list(c.informer("Service").cache):
             self.queue.add(key)
         # checkLeftoverEndpoints
         for key, ep in list(c.informer("Endpoints").cache.items()):
             if LEADER_ANNOTATION not in (meta(ep).get("annotations") or {}):
                 self.queue.add(key)
-        for _ in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._worker()))
-
-    async def stop(self) -> None:
-        self.queue.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        for inf, h in self._handlers:
-            try:
-                inf.handlers.remove(h)
-            except ValueError:
-                pass
-        self._handlers.clear()
-        if self.caches is not None:
-            await self.caches.release()
-            self.caches = None
 
     # ---- handlers ---------------------------------------------------------------------------
 

@@ -1077,7 +1077,49 @@ class _SyncError(Exception):
 # The controller
 # =============================================================================================
 
-class EndpointSliceController:
+class CacheController:
+    """The lifecycle shared by the controllers that run on SharedCaches: attach handlers to the
+    shared informers, start them, queue the initial work, run the workers; stop undoes it.
+    Subclasses set KINDS, `client`, `workers`, `queue`, `_tasks`, `_handlers`, `caches` and give
+    `_handler_table()`, `_initial_queue()` and `_worker()`."""
+
+    KINDS: tuple[str, ...] = ()
+
+    def _handler_table(self) -> list[tuple[str, Callable]]:
+        raise NotImplementedError
+
+    def _initial_queue(self) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self.caches = SharedCaches.acquire(self.client)
+        for kind, h in self._handler_table():
+            inf = self.caches.informer(kind)
+            inf.add_handler(h)
+            self._handlers.append((inf, h))
+        await self.caches.start(self.KINDS)
+        self._initial_queue()
+        for _ in range(self.workers):
+            self._tasks.append(asyncio.create_task(self._worker()))
+
+    async def stop(self) -> None:
+        self.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for inf, h in self._handlers:
+            try:
+                inf.handlers.remove(h)
+            except ValueError:
+                pass
+        self._handlers.clear()
+        if self.caches is not None:
+            await self.caches.release()
+            self.caches = None
+
+
+class EndpointSliceController(CacheController):
     """Keeps the EndpointSlices of every Service with a selector in line with its pods."""
 
     KINDS = ("Service", "Pod", "Node", "EndpointSlice")
@@ -1114,37 +1156,9 @@ class EndpointSliceController:
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self.caches = SharedCaches.acquire(self.client)
-        self._attach()
-        await self.caches.start(self.KINDS)
-        self._initial_queue()
-        for _ in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._worker()))
-
-    async def stop(self) -> None:
-        self.queue.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        for inf, h in self._handlers:
-            try:
-                inf.handlers.remove(h)
-            except ValueError:
-                pass
-        self._handlers.clear()
-        if self.caches is not None:
-            await self.caches.release()
-            self.caches = None
-
-    def _attach(self) -> None:
-        c = self.caches
-        for kind, h in (("Service", self._on_service), ("Pod", self._on_pod),
-                        ("Node", self._on_node), ("EndpointSlice", self._on_slice)):
-            inf = c.informer(kind)
-            inf.add_handler(h)
-            self._handlers.append((inf, h))
+    def _handler_table(self) -> list[tuple[str, Callable]]:
+        return [("Service", self._on_service), ("Pod", self._on_pod), ("Node", self._on_node),
+                ("EndpointSlice", self._on_slice)]
 
     def _initial_queue(self) -> None:
         """Every Service, and every Service our slices name (orphans are removed by the sync)."""

@@ -681,12 +681,8 @@ def attached(client, cls=EndpointSliceController, **kw):
     ctl = cls(client, **kw)
     ctl.caches = SharedCaches.acquire(client)
     client.caches = ctl.caches
-    if cls is EndpointSliceController:
-        ctl._attach()
-    else:
-        for kind, h in (("Service", ctl._on_service), ("Pod", ctl._on_pod),
-                        ("Endpoints", ctl._on_endpoints)):
-            ctl.caches.informer(kind).add_handler(h)
+    for kind, h in ctl._handler_table():
+        ctl.caches.informer(kind).add_handler(h)
     return ctl
 
 
