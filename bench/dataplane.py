@@ -1,0 +1,687 @@
+#!/usr/bin/env python3
+"""Data-plane benchmark: the performance targets of issue 4, side by side in one run, against a
+real single-node cluster (`svcnet server` with its node agent) inside network namespaces.
+
+    laptop 192.168.1.10 ---- LAN ---- node 192.168.1.2 (server + agent, pods 10.244.0.x)
+                                 \\--- scratch 192.168.1.20 (only used to time `nft -f` alone)
+
+Everything runs in namespaces `svb<pid>-*` built by svcnet.world.World; the measuring code runs
+as a child process inside the node namespace (`ip netns exec`), so all traffic stays inside the
+namespaces. Teardown (SIGTERM the server, `svcnet down` in the node, delete the namespaces)
+happens in a `finally`, on failure and Ctrl-C too.
+
+Definitions (all times from time.perf_counter in the measuring process, in the node namespace):
+1. pod -> reachable: N agnhost netexec pods (readiness probe /hostname, periodSeconds 1), each
+   behind its own ClusterIP Service (created beforehand, selector pod=NAME), created one after
+   another. t0 = just before POST pod. "reachable" = the first new TCP connection to the Service's
+   ClusterIP:80 whose `GET /hostname` answers the pod's name (probed every ~5 ms). Also reported:
+   t0 -> the pod watch delivering Ready=True. p50/p99 over N; target p99 <= 500 ms.
+2. programming latency: a selector-less Service `probe` whose user EndpointSlice has one endpoint;
+   each sample merge-patches the slice to the other of two netexec pods (with the trigger-time
+   annotation set to the send time) and probes the ClusterIP with new connections until
+   `/hostname` names the new pod. Latency = PATCH sent -> first answer from the new pod. With
+   1,000 and with 10,000 Services loaded (selector-less Services + user slices, 5 real pod
+   endpoints each). The agent's kubeproxy_network_programming_duration_seconds over the same
+   samples (histogram delta, bucket upper bounds) beside it. Target p99 <= 50 ms at both sizes.
+3. full sync: the agent is SIGTERMed (the server restarts it); its first sync is full; its
+   kubeproxy_sync_proxy_rules_duration_seconds (render + nft apply) vs `nft -f` of the same
+   ruleset text (rendered here by svcnet.agent.proxy.ruleset from the API's Services and slices)
+   replacing the same table in the scratch namespace. Target <= 3 s and <= 1.5x.
+4. first packet: p50 of TCP connect() times to a ClusterIP (one netexec endpoint) with ~10
+   Services vs with 10,000 loaded; direct connects to the pod IP beside it. Target ratio <= 1.1.
+5. requests/s (wrk, 2 threads, 32 connections, GET /hostname, one netexec pod): ClusterIP and
+   direct from the node, NodePort from the laptop. Target >= 0.95x direct.
+
+    .venv/bin/python bench/dataplane.py           # N=50 pods, 1k + 10k Services, 300 samples, 10 s wrk
+    .venv/bin/python bench/dataplane.py --quick   # N=20 pods, 1k + 10k Services, 100 samples, 5 s wrk
+
+Results: a table on stdout; numbers, verdicts and machine description in
+bench/results/dataplane-latest.json. Exit status 0 when every measured target passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results" / "dataplane-latest.json"
+
+IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+NS = "dp"
+LOAD_NS = "load"
+TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
+CONCURRENCY = 32
+NODEPORT = 30080
+BACKENDS = 5
+
+TARGET_READY_P99_MS = 500.0
+TARGET_PROG_P99_MS = 50.0
+TARGET_FULL_SYNC_S = 3.0
+TARGET_FULL_SYNC_RATIO = 1.5
+TARGET_CONNECT_RATIO = 1.1
+TARGET_RPS_RATIO = 0.95
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def rfc3339(t: float | None = None) -> str:
+    return datetime.datetime.fromtimestamp(time.time() if t is None else t, datetime.timezone.utc) \
+        .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+def histogram_quantiles(before: dict, after: dict, name: str) -> dict:
+    """p50/p99 (bucket upper bounds) and mean of the observations between two scrapes."""
+    buckets = []
+    for k, v in after.items():
+        m = re.fullmatch(re.escape(name) + r'_bucket\{le="([^"]+)"\}', k)
+        if m:
+            buckets.append((float(m.group(1)), v - before.get(k, 0.0)))
+    buckets.sort()
+    count = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
+    total = after.get(f"{name}_sum", 0) - before.get(f"{name}_sum", 0)
+    out = {"count": count, "mean_ms": total / count * 1e3 if count else None}
+    for q in (0.5, 0.99):
+        out[f"p{int(q * 100)}_le_ms"] = next((b * 1e3 for b, c in buckets if count and c >= q * count), None)
+    return out
+
+
+# ---- the measuring process (inside the node namespace) -------------------------------------------
+
+def pod_body(name: str, labels: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "spec": {"containers": [{
+                "name": "netexec", "image": IMAGE, "args": ["netexec", "--http-port=8080", "--udp-port=-1"],
+                "ports": [{"containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/hostname", "port": 8080}, "periodSeconds": 1}}]}}
+
+
+def service_body(name: str, ns: str, selector: dict | None, labels: dict | None = None, **spec) -> dict:
+    s = {"ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}], **spec}
+    if selector:
+        s["selector"] = selector
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": s}
+
+
+def slice_body(name: str, ns: str, svc: str, ips: list[str]) -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": svc,
+                                    "endpointslice.kubernetes.io/managed-by": "bench"},
+                         "annotations": {TRIGGER: rfc3339()}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
+            "ports": [{"name": "", "port": 8080, "protocol": "TCP"}]}
+
+
+class Api:
+    def __init__(self, cfg: dict):
+        import ssl
+
+        import aiohttp
+
+        ctx = ssl.create_default_context(cafile=cfg["cafile"])
+        self.s = aiohttp.ClientSession(cfg["url"], connector=aiohttp.TCPConnector(ssl=ctx, limit=CONCURRENCY),
+                                       headers={"Authorization": f"Bearer {cfg['token']}"},
+                                       timeout=aiohttp.ClientTimeout(total=600))
+
+    async def req(self, method: str, path: str, body=None, ok=(200, 201), ctype="application/json"):
+        data = json.dumps(body).encode() if body is not None else None
+        async with self.s.request(method, path, data=data, headers={"Content-Type": ctype}) as r:
+            payload = await r.read()
+        if r.status not in ok:
+            raise RuntimeError(f"{method} {path}: {r.status} {payload[:300]!r}")
+        return json.loads(payload) if payload else None
+
+    async def many(self, reqs: list[tuple[str, str, dict]]) -> float:
+        todo = iter(reqs)
+        start = time.perf_counter()
+
+        async def worker():
+            for method, path, body in todo:
+                await self.req(method, path, body, ok=(200, 201, 202))
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return time.perf_counter() - start
+
+
+async def http_hostname(ip: str, port: int, timeout: float = 0.5) -> str | None:
+    try:
+        r, w = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    try:
+        w.write(b"GET /hostname HTTP/1.0\r\n\r\n")
+        data = await asyncio.wait_for(r.read(), timeout)
+        return data.split(b"\r\n\r\n", 1)[-1].decode().strip()
+    except (OSError, asyncio.TimeoutError):
+        return None
+    finally:
+        w.close()
+
+
+async def until_hostname(ip: str, port: int, name: str, deadline: float, pause: float = 0.003) -> float | None:
+    while time.perf_counter() < deadline:
+        if await http_hostname(ip, port) == name:
+            return time.perf_counter()
+        await asyncio.sleep(pause)
+    return None
+
+
+def settle(pids: list[int], timeout: float = 300.0, pct: float = 5.0, window: float = 0.5) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        before = [cpu_seconds(p) for p in pids]
+        time.sleep(window)
+        if all(cpu_seconds(p) - b < pct / 100 * window for p, b in zip(pids, before)):
+            break
+    return time.perf_counter() - start
+
+
+async def metrics() -> dict:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.get("http://127.0.0.1:10249/metrics") as r:
+        return parse_metrics(await r.text())
+
+
+def connect_times(ip: str, port: int, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.settimeout(2)
+        t = time.perf_counter()
+        s.connect((ip, port))
+        out.append(time.perf_counter() - t)
+        s.close()
+    return out
+
+
+def wrk(prefix: list[str], url: str, seconds: int) -> dict:
+    p = subprocess.run([*prefix, "wrk", "-t2", "-c32", f"-d{seconds}s", url], capture_output=True,
+                       text=True, timeout=seconds + 60)
+    m = re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", p.stdout)
+    return {"rps": float(m.group(1)) if m else None, "errors": errors.group(0) if errors else None,
+            "raw": p.stdout[-600:] + p.stderr[-300:]}
+
+
+async def inner(cfg: dict, R: dict) -> dict:
+    """Fills R as it goes, so a failure still hands back what was measured."""
+    from svcnet.agent.proxy import ruleset
+
+    api = Api(cfg)
+    server_pid = cfg["server_pid"]
+
+    def agent_pid() -> int:
+        pids = [p for p in children(server_pid) if " agent " in cmdline(p)]
+        return pids[0] if pids else 0
+
+    def quiet() -> float:
+        pids = [server_pid] + children(server_pid)
+        return settle([p for p in pids if Path(f"/proc/{p}").exists()])
+
+    try:
+        # node registered with a pod CIDR
+        for _ in range(600):
+            nodes = (await api.req("GET", "/api/v1/nodes"))["items"]
+            if nodes and nodes[0]["spec"].get("podCIDR") and agent_pid():
+                break
+            await asyncio.sleep(0.1)
+        for ns in (NS, LOAD_NS):
+            await api.req("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": ns}})
+        # backends be-0..4, a NodePort Service on be-0, the probe Service, a few fillers (~10 in all)
+        await api.many([("POST", f"/api/v1/namespaces/{NS}/pods",
+                         pod_body(f"be-{i}", {"app": "be", "pod": f"be-{i}"})) for i in range(BACKENDS)])
+        ips: dict[str, str] = {}
+        deadline = time.monotonic() + 120
+        while len(ips) < BACKENDS:
+            if time.monotonic() > deadline:
+                raise RuntimeError("backend pods not Ready within 120 s")
+            await asyncio.sleep(0.2)
+            for p in (await api.req("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector=app%3Dbe"))["items"]:
+                conds = {c["type"]: c["status"] for c in p["status"].get("conditions") or []}
+                if conds.get("Ready") == "True" and p["status"].get("podIP"):
+                    ips[p["metadata"]["name"]] = p["status"]["podIP"]
+        be = [ips[f"be-{i}"] for i in range(BACKENDS)]
+        web = await api.req("POST", f"/api/v1/namespaces/{NS}/services",
+                            service_body("web", NS, {"pod": "be-0"}, type="NodePort",
+                                         ports=[{"port": 80, "targetPort": 8080, "protocol": "TCP",
+                                                 "nodePort": NODEPORT}]))
+        probe = await api.req("POST", f"/api/v1/namespaces/{NS}/services", service_body("probe", NS, None))
+        await api.req("POST", f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices",
+                      slice_body("probe-1", NS, "probe", [be[0]]))
+        await api.many([("POST", f"/api/v1/namespaces/{LOAD_NS}/services", service_body(f"f-{i}", LOAD_NS, None))
+                        for i in range(7)])
+        web_ip, probe_ip = web["spec"]["clusterIP"], probe["spec"]["clusterIP"]
+        if await until_hostname(web_ip, 80, "be-0", time.perf_counter() + 30) is None:
+            raise RuntimeError(f"ClusterIP {web_ip} of web never answered be-0")
+        if await until_hostname(probe_ip, 80, "be-0", time.perf_counter() + 30) is None:
+            raise RuntimeError(f"ClusterIP {probe_ip} of probe never answered be-0")
+        n_svc = len((await api.req("GET", "/api/v1/services"))["items"])
+        quiet()
+
+        # ---- 4 (small): connect times with ~10 Services
+        log(f"first packet with {n_svc} Services")
+        connect_times(web_ip, 80, 50)
+        R["connect_small"] = {"services": n_svc, "svc": connect_times(web_ip, 80, cfg["connects"]),
+                              "direct": connect_times(be[0], 8080, cfg["connects"])}
+
+        # ---- 1: pod created -> Ready -> reachable through its own ClusterIP
+        n = cfg["pods"]
+        log(f"pod -> reachable, {n} pods")
+        svcs = [await api.req("POST", f"/api/v1/namespaces/{NS}/services",
+                              service_body(f"r-{i}", NS, {"pod": f"r-{i}"}, labels={"group": "ready"}))
+                for i in range(n)]
+        await asyncio.sleep(1)
+        quiet()
+        ready_at: dict[str, float] = {}
+        rv = (await api.req("GET", f"/api/v1/namespaces/{NS}/pods"))["metadata"]["resourceVersion"]
+
+        async def watch():
+            async with api.s.get(f"/api/v1/namespaces/{NS}/pods?watch=1&resourceVersion={rv}",
+                                 timeout=None) as r:
+                while True:
+                    line = await r.content.readline()
+                    if not line:
+                        return
+                    ev = json.loads(line)
+                    obj = ev["object"]
+                    conds = {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions") or []}
+                    if conds.get("Ready") == "True":
+                        ready_at.setdefault(obj["metadata"]["name"], time.perf_counter())
+
+        wt = asyncio.create_task(watch())
+        reach, ready, failed = [], [], []
+        for i, svc in enumerate(svcs):
+            name = f"r-{i}"
+            t0 = time.perf_counter()
+            await api.req("POST", f"/api/v1/namespaces/{NS}/pods", pod_body(name, {"pod": name, "group": "ready"}))
+            t = await until_hostname(svc["spec"]["clusterIP"], 80, name, t0 + 30)
+            if t is None:
+                failed.append(name)
+                continue
+            reach.append(t - t0)
+            await asyncio.sleep(0.05)
+            if name in ready_at:
+                ready.append(ready_at[name] - t0)
+        wt.cancel()
+        R["pods"] = {"n": n, "reach": reach, "ready": ready, "failed": failed}
+        await api.req("DELETE", f"/api/v1/namespaces/{NS}/pods?labelSelector=group%3Dready")
+        await api.many([("DELETE", f"/api/v1/namespaces/{NS}/services/r-{i}", None) for i in range(n)])
+        quiet()
+
+        # ---- 2: programming latency at each size
+        async def load(upto: int, have: int) -> dict:
+            reqs = []
+            for i in range(have, upto):
+                reqs.append(("POST", f"/api/v1/namespaces/{LOAD_NS}/services", service_body(f"l-{i}", LOAD_NS, None)))
+            t_svc = await api.many(reqs)
+            t_sl = await api.many([("POST", f"/apis/discovery.k8s.io/v1/namespaces/{LOAD_NS}/endpointslices",
+                                    slice_body(f"l-{i}", LOAD_NS, f"l-{i}", be)) for i in range(have, upto)])
+            t_q = quiet()
+            return {"services_s": t_svc, "slices_s": t_sl, "settle_s": t_q}
+
+        async def prog(samples: int) -> dict:
+            before = await metrics()
+            lat, lat_resp, misses = [], [], 0
+            current = 0
+            for k in range(samples):
+                nxt = 1 - current
+                t0 = time.perf_counter()
+                patch = {"metadata": {"annotations": {TRIGGER: rfc3339()}},
+                         "endpoints": [{"addresses": [be[nxt]], "conditions": {"ready": True}}]}
+                await api.req("PATCH", f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices/probe-1",
+                              patch, ctype="application/merge-patch+json")
+                t1 = time.perf_counter()
+                t = await until_hostname(probe_ip, 80, f"be-{nxt}", t0 + 10, pause=0.0005)
+                current = nxt
+                if t is None:
+                    misses += 1
+                    continue
+                lat.append(t - t0)
+                lat_resp.append(t - t1)
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+            after = await metrics()
+            return {"lat": lat, "lat_resp": lat_resp, "misses": misses,
+                    "metric": histogram_quantiles(before, after, "kubeproxy_network_programming_duration_seconds")}
+
+        R["prog"] = []
+        have = 0
+        for size in cfg["sizes"]:
+            log(f"loading to {size} Services (+ {BACKENDS}-endpoint slices)")
+            want = max(have, size - n_svc)
+            info = await load(want, have)
+            have = want
+            total = len((await api.req("GET", "/api/v1/services"))["items"])
+            log(f"{total} Services loaded ({info}); programming latency, {cfg['samples']} samples")
+            r = await prog(cfg["samples"])
+            r.update(services=total, load=info)
+            R["prog"].append(r)
+
+        # ---- 4 (large)
+        total = len((await api.req("GET", "/api/v1/services"))["items"])
+        log(f"first packet with {total} Services")
+        connect_times(web_ip, 80, 50)
+        R["connect_large"] = {"services": total, "svc": connect_times(web_ip, 80, cfg["connects"]),
+                              "direct": connect_times(be[0], 8080, cfg["connects"])}
+
+        # ---- 5: requests/s
+        log("requests/s with wrk")
+        laptop = ["ip", "netns", "exec", cfg["laptop_ns"]]
+        R["rps"] = {"services": total,
+                    "direct": wrk([], f"http://{be[0]}:8080/hostname", cfg["wrk_s"]),
+                    "clusterip": wrk([], f"http://{web_ip}/hostname", cfg["wrk_s"]),
+                    "nodeport": wrk(laptop, f"http://{cfg['node_ip']}:{NODEPORT}/hostname", cfg["wrk_s"])}
+        quiet()
+
+        # ---- 3: full sync after an agent restart vs nft -f alone
+        log("full sync: restarting the agent")
+        old = agent_pid()
+        os.kill(old, signal.SIGTERM)
+        t_kill = time.perf_counter()
+        m = {}
+        while time.perf_counter() - t_kill < 120:
+            await asyncio.sleep(0.05)
+            if agent_pid() in (0, old):
+                continue
+            try:
+                m = await metrics()
+            except Exception:  # noqa: BLE001 - not listening yet
+                continue
+            if m.get("svcnet_proxy_full_syncs_total", 0) >= 1:
+                break
+        t_full = time.perf_counter() - t_kill
+        full = {"restart_to_full_sync_s": t_full, "full_syncs": m.get("svcnet_proxy_full_syncs_total"),
+                "syncs": m.get("kubeproxy_sync_proxy_rules_duration_seconds_count"),
+                "sync_s_sum": m.get("kubeproxy_sync_proxy_rules_duration_seconds_sum")}
+        log("full sync reference: render + nft -f in the scratch namespace")
+        services = (await api.req("GET", "/api/v1/services"))["items"]
+        slices = (await api.req("GET", "/apis/discovery.k8s.io/v1/endpointslices"))["items"]
+        node = ruleset.NodeInfo(cfg["node_name"], (cfg["node_ip"],), "10.244.0.0/16", "10.96.0.0/12")
+        t = time.perf_counter()
+        text = ruleset.full_transaction(ruleset.desired(services, slices, node)).text()
+        full["render_s"] = time.perf_counter() - t
+        full["ruleset_bytes"] = len(text)
+        full["services"] = len(services)
+        full["endpoints"] = sum(len(s.get("endpoints") or []) for s in slices)
+        path = Path(cfg["work"]) / "ruleset.nft"
+        path.write_text(text)
+        scratch = ["ip", "netns", "exec", cfg["scratch_ns"], "nft", "-f", str(path)]
+        times = []
+        for _ in range(3):  # the first creates the table, the next ones replace it (as a resync does)
+            t = time.perf_counter()
+            p = subprocess.run(scratch, capture_output=True, text=True)
+            times.append(time.perf_counter() - t)
+            if p.returncode:
+                raise RuntimeError(f"nft -f in scratch: {p.stderr[:500]}")
+        full["nft_create_s"], full["nft_replace_s"] = times[0], min(times[1:])
+        R["full"] = full
+    finally:
+        await api.s.close()
+    return R
+
+
+# ---- the outer process: world, server, teardown, report ------------------------------------------
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), "")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    nft = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip()
+    mem = next((line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")), "0")
+    commit = git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+    return {"nproc": os.cpu_count(), "cpu_model": model, "mem_gb": round(int(mem) / 1e6, 1),
+            "kernel": platform.release(), "python": platform.python_version(), "nft": nft, "commit": commit}
+
+
+def ms(v):
+    return None if v is None else v * 1e3
+
+
+def summarize(R: dict) -> list[dict]:
+    rows = []
+
+    def row(target, measured, reference, ratio, goal, ok, note=""):
+        rows.append({"target": target, "measured": measured, "reference": reference, "ratio": ratio,
+                     "goal": goal, "verdict": "PASS" if ok else ("FAIL" if ok is False else "MISSING"),
+                     "note": note})
+
+    p = R.get("pods")
+    if p:
+        p99 = ms(percentile(p["reach"], 0.99))
+        ok = (p99 is not None and p99 <= TARGET_READY_P99_MS and not p["failed"])
+        row(f"1 pod created -> reachable via its ClusterIP ({p['n']} pods)",
+            f"p50 {ms(percentile(p['reach'], .5)):.0f} / p99 {p99:.0f} ms",
+            f"-> Ready (watch) p50 {ms(percentile(p['ready'], .5)) or 0:.0f} / p99 {ms(percentile(p['ready'], .99)) or 0:.0f} ms",
+            "", f"p99 <= {TARGET_READY_P99_MS:.0f} ms", ok, f"{len(p['failed'])} never reachable" if p["failed"] else "")
+    else:
+        row("1 pod created -> reachable", "-", "-", "", f"p99 <= {TARGET_READY_P99_MS:.0f} ms", None, "not reached")
+    progs = R.get("prog") or []
+    for pr in progs:
+        p50, p99 = ms(percentile(pr["lat"], .5)), ms(percentile(pr["lat"], .99))
+        mt = pr["metric"]
+        ok = p99 is not None and p99 <= TARGET_PROG_P99_MS and not pr["misses"]
+        row(f"2 programming latency, {pr['services']} Services",
+            f"p50 {p50:.1f} / p99 {p99:.1f} ms" if p99 is not None else "-",
+            f"agent metric p50 <={mt['p50_le_ms'] or 0:g} / p99 <={mt['p99_le_ms'] or 0:g} ms, mean {mt['mean_ms'] or 0:.1f} (n={mt['count']:.0f})",
+            "", f"p99 <= {TARGET_PROG_P99_MS:.0f} ms", ok,
+            f"from PATCH response p50 {ms(percentile(pr['lat_resp'], .5)):.1f} / p99 {ms(percentile(pr['lat_resp'], .99)):.1f} ms"
+            + (f"; {pr['misses']} samples never switched" if pr["misses"] else ""))
+    if len(progs) >= 2 and progs[0]["lat"] and progs[-1]["lat"]:
+        a, b = percentile(progs[0]["lat"], .99), percentile(progs[-1]["lat"], .99)
+        rows[-1]["ratio"] = f"p99 {b / a:.2f}x of {progs[0]['services']}"
+    if not progs:
+        row("2 programming latency", "-", "-", "", f"p99 <= {TARGET_PROG_P99_MS:.0f} ms", None, "not reached")
+    f = R.get("full")
+    if f:
+        single = f["syncs"] == 1
+        agent = f["sync_s_sum"] if single else None
+        ratio = agent / f["nft_replace_s"] if agent else None
+        ok = agent is not None and agent <= TARGET_FULL_SYNC_S and ratio <= TARGET_FULL_SYNC_RATIO
+        row(f"3 full sync, {f['services']} Services / {f['endpoints']} endpoints",
+            f"agent {agent:.2f} s" if agent else f"agent ? ({f['syncs']} syncs, sum {f['sync_s_sum']:.2f} s)",
+            f"nft -f alone {f['nft_replace_s']:.2f} s (create {f['nft_create_s']:.2f} s)",
+            f"{ratio:.2f}x" if ratio else "", f"<= {TARGET_FULL_SYNC_S:g} s, <= {TARGET_FULL_SYNC_RATIO}x", ok,
+            f"restart -> full sync done {f['restart_to_full_sync_s']:.1f} s; render here {f['render_s']:.2f} s; "
+            f"{f['ruleset_bytes'] / 1e6:.1f} MB of nft text")
+    else:
+        row("3 full sync", "-", "-", "", f"<= {TARGET_FULL_SYNC_S:g} s, <= {TARGET_FULL_SYNC_RATIO}x", None, "not reached")
+    cs, cl = R.get("connect_small"), R.get("connect_large")
+    if cs and cl:
+        a, b = percentile(cs["svc"], .5), percentile(cl["svc"], .5)
+        row(f"4 first packet: connect() to ClusterIP, {cl['services']} vs {cs['services']} Services",
+            f"p50 {b * 1e6:.0f} us", f"p50 {a * 1e6:.0f} us", f"{b / a:.2f}x", f"<= {TARGET_CONNECT_RATIO}x",
+            b / a <= TARGET_CONNECT_RATIO,
+            f"direct to pod: p50 {percentile(cs['direct'], .5) * 1e6:.0f} / {percentile(cl['direct'], .5) * 1e6:.0f} us; "
+            f"p99 svc {percentile(cs['svc'], .99) * 1e6:.0f} / {percentile(cl['svc'], .99) * 1e6:.0f} us")
+    else:
+        row("4 first packet", "-", "-", "", f"<= {TARGET_CONNECT_RATIO}x", None, "not reached")
+    rps = R.get("rps")
+    if rps:
+        d = rps["direct"]["rps"]
+        for kind, where in (("clusterip", "ClusterIP from node"), ("nodeport", "NodePort from laptop")):
+            v = rps[kind]["rps"]
+            ratio = v / d if v and d else None
+            row(f"5 requests/s, {where} ({rps['services']} Services)", f"{v or 0:.0f} req/s",
+                f"direct to pod {d or 0:.0f} req/s", f"{ratio:.2f}x" if ratio else "", f">= {TARGET_RPS_RATIO}x",
+                ratio is not None and ratio >= TARGET_RPS_RATIO, rps[kind]["errors"] or "")
+    else:
+        row("5 requests/s", "-", "-", "", f">= {TARGET_RPS_RATIO}x", None, "not reached")
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["target", "measured", "reference", "ratio", "goal", "verdict"]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    out = [" | ".join(c.ljust(widths[c]) for c in cols), "-+-".join("-" * widths[c] for c in cols)]
+    for r in rows:
+        out.append(" | ".join(str(r[c]).ljust(widths[c]) for c in cols))
+        if r["note"]:
+            out.append(" " * 4 + "note: " + r["note"])
+    return "\n".join(out)
+
+
+def outer(args) -> int:
+    from svcnet.world import SEED_HOSTS, World
+
+    prefix = f"svb{os.getpid() % 100000}"
+    world = World(prefix, hosts={**SEED_HOSTS, "scratch": "192.168.1.20/24"})
+    work = Path(tempfile.mkdtemp(prefix="svcnet-dataplane-"))
+    data = work / "node"
+    result_path = work / "result.json"
+    R: dict = {}
+    error = None
+    t_start = time.perf_counter()
+    server = measurer = None
+    world.create()
+    try:
+        log(f"world {prefix}-*; server log {work / 'server.log'}")
+        server = world.spawn("node", sys.executable, "-m", "svcnet.cli.main", "server", "--data-dir", str(data),
+                             "--node-ip", world.address("node"), "--node-name", "node1",
+                             stdout=open(work / "server.log", "ab"), stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        kubeconfig = data / "kubeconfig"
+        while not (kubeconfig.exists() and world.run(
+                "node", "curl", "-s", "--cacert", str(data / "pki" / "ca.crt"),
+                f"https://{world.address('node')}:6443/readyz").stdout == "ok"):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the API server did not come up")
+            time.sleep(0.2)
+        url = re.search(r"server:\s*(\S+)", kubeconfig.read_text()).group(1)
+        # the server's pid: `ip netns exec` execs the command, so the Popen pid is the server
+        cfg = {"url": url, "token": (data / "admin-token").read_text().strip(),
+               "cafile": str(data / "pki" / "ca.crt"), "server_pid": server.pid, "work": str(work),
+               "laptop_ns": world.ns("laptop"), "scratch_ns": world.ns("scratch"),
+               "node_ip": world.address("node"), "node_name": "node1",
+               "pods": args.pods, "sizes": args.sizes, "samples": args.samples,
+               "connects": args.connects, "wrk_s": args.wrk_seconds}
+        measurer = world.spawn("node", sys.executable, str(Path(__file__).resolve()), "--inner", json.dumps(cfg),
+                               "--out", str(result_path), cwd=ROOT)
+        rc = measurer.wait()
+        if result_path.exists():
+            R = json.loads(result_path.read_text())
+        if rc != 0 or "error" in R:
+            error = R.get("error") or f"measuring process exited with {rc}"
+    except KeyboardInterrupt:
+        error = "interrupted"
+    except Exception as e:  # noqa: BLE001
+        error = f"{type(e).__name__}: {e}"
+    finally:
+        log("tearing down")
+        for proc in (measurer, server):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        world.run("node", sys.executable, "-m", "svcnet.cli.main", "down", "--data-dir", str(data), timeout=120)
+        world.destroy()
+    R.pop("config", None)
+    rows = summarize(R)
+    wall = time.perf_counter() - t_start
+    text = table(rows)
+    print(text)
+    if error:
+        print(f"\nerror: {error}  (server log: {work / 'server.log'})")
+    print(f"\nrun: {'quick' if args.quick else 'full'}, {wall:.0f} s wall; machine: {json.dumps(machine())}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"when": rfc3339(), "mode": "quick" if args.quick else "full",
+                                   "wall_s": wall, "machine": machine(), "error": error, "table": rows,
+                                   "raw": R}, indent=1))
+    return 0 if not error and all(r["verdict"] == "PASS" for r in rows) else 1
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer pods and samples, shorter wrk runs")
+    p.add_argument("--inner", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.inner:
+        cfg = json.loads(args.inner)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        R: dict = {}
+        try:
+            asyncio.run(inner(cfg, R))
+            rc = 0
+        except BaseException as e:  # noqa: BLE001 - hand whatever was measured back
+            import traceback
+
+            traceback.print_exc()
+            R["error"], rc = f"{type(e).__name__}: {e}", 1
+        Path(args.out).write_text(json.dumps(R))
+        return rc
+    args.pods, args.samples, args.connects, args.wrk_seconds = (20, 100, 500, 5) if args.quick else (50, 300, 500, 10)
+    args.sizes = [1000, 10000]
+    return outer(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
