@@ -75,3 +75,22 @@ def test_a_change_touches_only_its_own_elements():
     text = tx.text()
     assert "10.96.0.17" in text and "10.96.0.18" not in text
     assert "10.96.0.17 . 80 . 2," in text  # the third endpoint goes
+
+
+def test_add_all_builds_the_same_state_as_piece_by_piece_replacement():
+    svcs = {i: service(i, 2, i % 2 == 0) for i in range(20)}
+    sls = {i: slices(i, i % 4, 2) for i in range(0, 20, 3)}
+    pieces = {("default", f"s{i}"): desired([svcs[i]], [sls[i]] if i in sls else [], NODE) for i in svcs}
+    one_by_one, at_once = MergedState(NODE), MergedState(NODE)
+    for key, piece in pieces.items():
+        one_by_one.replace(key, piece, Transaction())
+    at_once.add_all(pieces)
+    assert at_once.state() == one_by_one.state() == desired(list(svcs.values()), list(sls.values()), NODE)
+    # and later changes diff correctly against a state built at once
+    tx = Transaction()
+    at_once.replace(("default", "s3"), None, tx)
+    model = Model()
+    model.apply(full_transaction(one_by_one.state()))
+    model.apply(tx)
+    del svcs[3]
+    assert model.dump() == full_dump(svcs, sls)

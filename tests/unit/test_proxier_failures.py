@@ -65,3 +65,31 @@ def test_a_rejected_transaction_is_counted_and_the_next_sync_is_full(tmp_path):
     assert not failed.startswith("add table") and "10.96.0.11" in failed  # the partial that failed
     assert retry.startswith("add table ip svcnet\ndelete table ip svcnet\n")  # then a full one
     assert "10.96.0.10" in retry and "10.96.0.11" in retry
+
+
+SLOW_NFT = FAKE_NFT.replace("text = sys.stdin.read()", "text = sys.stdin.read()\nimport time; time.sleep(0.3)")
+
+
+def test_a_change_made_while_a_full_sync_is_applied_is_not_lost(tmp_path):
+    script = tmp_path / "nft.py"
+    script.write_text(SLOW_NFT)
+    nft = (sys.executable, str(script), str(tmp_path), "--")
+    txs = lambda: sorted(tmp_path.glob("tx-*"), key=lambda f: int(f.name[3:]))  # noqa: E731
+
+    async def go():
+        p = Proxier(client=None, node=NODE, nft=nft)
+        p.services.cache["default/a"] = service("a", "10.96.0.10")
+        loop_task = asyncio.create_task(p._loop())
+        try:
+            p.wake.set()
+            await _until(lambda: len(txs()) == 1)  # the full sync is being applied right now
+            p.services.cache["default/b"] = service("b", "10.96.0.11")
+            p._mark(("default", "b"), None)
+            await _until(lambda: len(txs()) == 2 and not p.dirty and p.synced.is_set())
+        finally:
+            loop_task.cancel()
+
+    asyncio.run(go())
+    full, partial = (f.read_text() for f in txs())
+    assert "10.96.0.11" not in full
+    assert "10.96.0.11 . tcp . 80" in partial  # b was programmed by the next, partial, sync

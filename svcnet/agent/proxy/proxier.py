@@ -73,6 +73,18 @@ class MergedState:
         return ruleset.State(self.node.cluster_cidr, self.node.service_cidr, dict(self.chains),
                              {c: dict(v) for c, v in self.values.items()})
 
+    def add_all(self, pieces: dict[tuple[str, str], ruleset.State]) -> None:
+        """Fill an empty state with many pieces at once (a full sync: no diff is needed)."""
+        for key, piece in pieces.items():
+            self.pieces[key] = piece
+            for name, rules in piece.chains.items():
+                self.chain_refs[name] += 1
+                self.chains[name] = rules
+            for container, elems in piece.elements.items():
+                if elems:
+                    self.refs[container].update(elems.keys())
+                    self.values[container].update(elems)
+
     def replace(self, key: tuple[str, str], piece: ruleset.State | None, tx: Transaction) -> None:
         """Swap a Service's piece, appending the element/chain changes to `tx`."""
         old = self.pieces.pop(key, None)
@@ -237,13 +249,14 @@ class Proxier:
         dirty, self.dirty = self.dirty, {}
         try:
             if full:
-                self.merged = MergedState(self.node)
-                keys = {(s["metadata"].get("namespace", ""), s["metadata"]["name"])
-                        for s in self.services.items()}
-                scratch = Transaction()
-                for key in keys:
-                    self.merged.replace(key, self._piece(key), scratch)
-                tx: Transaction | None = ruleset.full_transaction(self.merged.state())
+                # Program the kernel first, from one pass over a snapshot of everything; the
+                # per-Service pieces that later partial syncs diff against are built from the
+                # same snapshot once the rules are live (informers replace objects, never change
+                # them, so lists of references are a consistent snapshot).
+                snap_services = self.services.items()
+                snap_slices = {k: list(b.values()) for k, b in self.slices_by_service.items()}
+                tx: Transaction | None = ruleset.full_transaction(ruleset.desired(
+                    snap_services, [s for b in snap_slices.values() for s in b], self.node))
             else:
                 tx = Transaction()
                 for key in dirty:
@@ -254,12 +267,18 @@ class Proxier:
             for k, v in dirty.items():  # not programmed: keep them for the next (full) sync
                 self._mark(k, v)
             raise
-        if full:
-            FULL_SYNCS.inc()
-            self.need_full = False
         done = time.time()
         SYNC_DURATION.observe(time.monotonic() - start)
         for trigger in dirty.values():
             if trigger is not None:
                 PROGRAMMING_LATENCY.observe(max(0.0, done - trigger))
+        if full:
+            self.merged = MergedState(self.node)
+            pieces = {}
+            for svc in snap_services:
+                key = (svc["metadata"].get("namespace", ""), svc["metadata"]["name"])
+                pieces[key] = ruleset.desired([svc], snap_slices.get(key, []), self.node)
+            self.merged.add_all(pieces)
+            FULL_SYNCS.inc()
+            self.need_full = False
         self.synced.set()
