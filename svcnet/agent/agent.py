@@ -46,6 +46,31 @@ def pod_key(pod: dict) -> tuple[str, str]:
     return m.get("namespace", ""), m["name"]
 
 
+QUIET_WAITING = {"ContainerCreating", "PodInitializing"}
+
+
+def waiting_events(old: dict, new: dict) -> list[tuple[str, str, str]]:
+    """(container, event reason, message) for containers that newly entered a waiting state
+    worth telling the user about, as the kubelet records them: CrashLoopBackOff -> "BackOff",
+    anything else that keeps a container from starting (an image svcnet cannot run, a bad
+    config) -> "Failed"."""
+    def waiting(status: dict) -> dict[str, tuple[str, str]]:
+        out = {}
+        for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            w = (c.get("state") or {}).get("waiting")
+            if w and w.get("reason") not in QUIET_WAITING:
+                out[c["name"]] = (w.get("reason", ""), w.get("message", ""))
+        return out
+
+    before, after = waiting(old), waiting(new)
+    events = []
+    for name, (reason, message) in after.items():
+        if before.get(name, ("", ""))[0] != reason:
+            events.append((name, "BackOff" if reason == "CrashLoopBackOff" else "Failed",
+                           message or reason))
+    return events
+
+
 def _status_differs(current: dict, desired: dict) -> bool:
     return any(current.get(k) != v for k, v in desired.items())
 
@@ -201,6 +226,13 @@ class Agent:
         await self.runtime.sync_pod(pod, pod_service_env(pod, self.proxier.services.items()))
         await self._write_status(pod)
 
+    async def _event(self, pod: dict, container: str, reason: str, message: str) -> None:
+        try:
+            await self.client.create(EVENT, _event_body(pod, self.node_name, container, reason,
+                                                        message), manager="svcnet-agent")
+        except APIError as e:
+            log.warning("recording event %s for pod %s: %s", reason, pod["metadata"]["name"], e)
+
     async def _write_status(self, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
         desired = self.runtime.pod_status(uid)
@@ -213,6 +245,8 @@ class Agent:
         meta = {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}
         body = dict(pod, metadata=meta, status={**current, **desired})
         updated = await self.client.update_status(POD, body, manager="svcnet-agent")
+        for container, reason, message in waiting_events(current, desired):
+            await self._event(pod, container, reason, message)
         if _ready(updated) and not _ready(pod):
             created = pod["metadata"].get("creationTimestamp")
             if created:
@@ -238,6 +272,26 @@ def read_node_state(data_dir: Path) -> dict | None:
         return json.loads((data_dir / NODE_STATE).read_text())
     except (OSError, ValueError):
         return None
+
+
+EVENT = BY_KIND["Event"]
+
+
+def _event_body(pod: dict, node: str, container: str, reason: str, message: str) -> dict:
+    import datetime
+    import time
+
+    m = pod["metadata"]
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{m['name']}.{time.time_ns():x}", "namespace": m["namespace"]},
+            "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": m["namespace"],
+                               "name": m["name"], "uid": m.get("uid", ""),
+                               "fieldPath": f"spec.containers{{{container}}}"},
+            "reason": reason, "message": message, "type": "Warning",
+            "source": {"component": "kubelet", "host": node},
+            "reportingComponent": "kubelet", "reportingInstance": node,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1}
 
 
 def _ready(pod: dict) -> bool:

@@ -181,6 +181,20 @@ def test_kubectl_logs_shows_the_container_output(cluster):
     assert r.returncode == 1 and 'previous terminated container "hello" in pod "hello" not found' in r.stderr
 
 
+def test_a_pod_svcnet_cannot_run_says_why_in_its_status_and_an_event(cluster):
+    cluster.kubectl("apply", "-f", "-", input="apiVersion: v1\nkind: Pod\nmetadata: {name: nope}\n"
+                    "spec:\n  containers: [{name: c, image: example.com/not-built-in:1}]\n")
+    waiting = poll(lambda: (cluster.json("get", "pod", "nope")["status"].get("containerStatuses")
+                            or [{}])[0].get("state", {}).get("waiting"), 30, "a waiting reason")
+    assert waiting["reason"] not in ("", "ContainerCreating") and "not-built-in" in waiting["message"]
+    events = poll(lambda: [e for e in cluster.json("get", "events")["items"]
+                           if e["involvedObject"]["name"] == "nope" and e["type"] == "Warning"],
+                  30, "a Warning event")
+    assert events[0]["reason"] == "Failed" and "not-built-in" in events[0]["message"]
+    assert "not-built-in" in cluster.kubectl("describe", "pod", "nope")
+    cluster.kubectl("delete", "pod", "nope", "--wait=false")
+
+
 def test_svcnet_down_leaves_nothing_behind(cluster):
     """Runs last: stops the server, then `svcnet down` inside the node."""
     pids = [int(s["containerID"].split("://")[1])
