@@ -356,6 +356,7 @@ def desired_endpoints(svc: dict, pods: Iterable[dict], current: dict | None,
 class EndpointsController(CacheController):
     """Keeps the Endpoints object of every Service with a selector in line with its pods."""
 
+    WHAT = "endpoints"
     KINDS = ("Service", "Pod", "Endpoints")
     CONFLICT_BACKOFF = 0.05
     MAX_RETRIES = 15
@@ -418,39 +419,6 @@ class EndpointsController(CacheController):
                 del self._overlay[key]
             return cached if cached is not None and rv_int(cached) > rv else None
         return obj if cached is None or rv_int(cached) < rv else cached
-
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
-            try:
-                await self.sync(key)
-            except asyncio.CancelledError:
-                self.queue.done(key)
-                raise
-            except APIError as e:
-                if e.code == 409:
-                    n = self._conflicts.get(key, 0)
-                    self._conflicts[key] = n + 1
-                    self.queue.add_after(key, min(self.CONFLICT_BACKOFF * 2 ** n, 5.0))
-                else:
-                    self._retry(key, e)
-            except Exception as e:  # noqa: BLE001 - any failure is retried with backoff
-                self._retry(key, e)
-            else:
-                self.queue.forget(key)
-                self._conflicts.pop(key, None)
-            finally:
-                self.queue.done(key)
-
-    def _retry(self, key: str, err: Exception) -> None:
-        if self.queue.num_requeues(key) < self.MAX_RETRIES:
-            log.info("error syncing endpoints for service %s, retrying: %s", key, err)
-            self.queue.add_rate_limited(key)
-        else:
-            log.warning("dropping service %s out of the queue: %s", key, err)
-            self.queue.forget(key)
 
     async def sync(self, key: str) -> dict | None:
         """Sync one Service; returns what was written (None if nothing)."""

@@ -1084,6 +1084,40 @@ class CacheController:
     `_handler_table()`, `_initial_queue()` and `_worker()`."""
 
     KINDS: tuple[str, ...] = ()
+    WHAT = "objects"  # for log lines: what the controller syncs per Service
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            if key is None:
+                return
+            try:
+                await self.sync(key)
+            except asyncio.CancelledError:
+                raise
+            except APIError as e:
+                if e.code == 409:
+                    n = self._conflicts.get(key, 0)
+                    self._conflicts[key] = n + 1
+                    log.debug("conflict syncing %s for %s; retrying", self.WHAT, key)
+                    self.queue.add_after(key, min(self.CONFLICT_BACKOFF * 2 ** n, 5.0))
+                else:
+                    self._retry(key, e)
+            except Exception as e:  # noqa: BLE001 - any failure is retried with backoff
+                self._retry(key, e)
+            else:
+                self.queue.forget(key)
+                self._conflicts.pop(key, None)
+            finally:
+                self.queue.done(key)
+
+    def _retry(self, key: str, err: Exception) -> None:
+        if self.queue.num_requeues(key) < self.MAX_RETRIES:
+            log.info("error syncing %s for service %s, retrying: %s", self.WHAT, key, err)
+            self.queue.add_rate_limited(key)
+        else:
+            log.warning("retry budget exceeded, dropping service %s out of the queue: %s", key, err)
+            self.queue.forget(key)
 
     def _handler_table(self) -> list[tuple[str, Callable]]:
         raise NotImplementedError
@@ -1122,6 +1156,7 @@ class CacheController:
 class EndpointSliceController(CacheController):
     """Keeps the EndpointSlices of every Service with a selector in line with its pods."""
 
+    WHAT = "endpoint slices"
     KINDS = ("Service", "Pod", "Node", "EndpointSlice")
     # queue a Service this long after a slice it did not expect changed (endpointSliceChangeMinSyncDelay)
     SLICE_CHANGE_DELAY = 1.0
@@ -1264,40 +1299,6 @@ class EndpointSliceController(CacheController):
                 del self._overlay[ok]
 
     # ---- the worker -------------------------------------------------------------------------
-
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
-            try:
-                await self.sync(key)
-            except asyncio.CancelledError:
-                self.queue.done(key)
-                raise
-            except APIError as e:
-                if e.code == 409:
-                    n = self._conflicts.get(key, 0)
-                    self._conflicts[key] = n + 1
-                    log.debug("conflict syncing %s; retrying", key)
-                    self.queue.add_after(key, min(self.CONFLICT_BACKOFF * 2 ** n, 5.0))
-                else:
-                    self._retry(key, e)
-            except Exception as e:  # noqa: BLE001 - any failure is retried with backoff
-                self._retry(key, e)
-            else:
-                self.queue.forget(key)
-                self._conflicts.pop(key, None)
-            finally:
-                self.queue.done(key)
-
-    def _retry(self, key: str, err: Exception) -> None:
-        if self.queue.num_requeues(key) < self.MAX_RETRIES:
-            log.info("error syncing endpoint slices for service %s, retrying: %s", key, err)
-            self.queue.add_rate_limited(key)
-        else:
-            log.warning("retry budget exceeded, dropping service %s out of the queue: %s", key, err)
-            self.queue.forget(key)
 
     async def sync(self, key: str) -> Plan:
         t0 = time.perf_counter()
