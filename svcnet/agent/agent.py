@@ -52,20 +52,24 @@ QUIET_WAITING = {"ContainerCreating", "PodInitializing"}
 def waiting_events(old: dict, new: dict) -> list[tuple[str, str, str]]:
     """(container, event reason, message) for containers that newly entered a waiting state
     worth telling the user about, as the kubelet records them: CrashLoopBackOff -> "BackOff",
+    a sandbox that cannot be made (e.g. the pod CIDR is exhausted) -> "FailedCreatePodSandBox",
     anything else that keeps a container from starting (an image svcnet cannot run, a bad
-    config) -> "Failed"."""
+    config) -> "Failed". A plain ContainerCreating (no message) is no news."""
     def waiting(status: dict) -> dict[str, tuple[str, str]]:
         out = {}
         for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
             w = (c.get("state") or {}).get("waiting")
-            if w and w.get("reason") not in QUIET_WAITING:
+            if w and (w.get("reason") not in QUIET_WAITING or w.get("message")):
                 out[c["name"]] = (w.get("reason", ""), w.get("message", ""))
         return out
 
     before, after = waiting(old), waiting(new)
     events = []
     for name, (reason, message) in after.items():
-        if before.get(name, ("", ""))[0] != reason:
+        if reason in QUIET_WAITING:
+            if before.get(name) != (reason, message):
+                events.append((name, "FailedCreatePodSandBox", message))
+        elif before.get(name, ("", ""))[0] != reason:
             events.append((name, "BackOff" if reason == "CrashLoopBackOff" else "Failed",
                            message or reason))
     return events

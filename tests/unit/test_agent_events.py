@@ -10,12 +10,23 @@ def status(**waiting) -> dict:
 
 
 def test_new_waiting_reasons_become_events_once():
-    assert waiting_events(status(c="ContainerCreating"), status(c="ErrImageNeverPull")) == [
+    assert waiting_events(status(c="PodInitializing"), status(c="ErrImageNeverPull")) == [
         ("c", "Failed", "ErrImageNeverPull because")]
     assert waiting_events(status(c="ErrImageNeverPull"), status(c="ErrImageNeverPull")) == []
     assert waiting_events(status(c=None), status(c="CrashLoopBackOff")) == [
         ("c", "BackOff", "CrashLoopBackOff because")]
-    assert waiting_events({}, status(c="ContainerCreating")) == []
+    plain = {"containerStatuses": [{"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}]}
+    assert waiting_events({}, plain) == []
+
+
+def test_a_sandbox_that_cannot_be_made_is_reported_once():
+    creating = {"containerStatuses": [{"name": "c", "state": {"waiting": {
+        "reason": "ContainerCreating",
+        "message": "failed to create pod sandbox: no free address in pod CIDR 10.244.0.0/29"}}}]}
+    assert waiting_events({}, creating) == [
+        ("c", "FailedCreatePodSandBox",
+         "failed to create pod sandbox: no free address in pod CIDR 10.244.0.0/29")]
+    assert waiting_events(creating, creating) == []
 
 
 def test_event_body_points_at_the_container():
