@@ -84,11 +84,14 @@ class Client:
             await self._session.close()
 
     async def request(self, method: str, path: str, body=None, params: dict | None = None,
-                      content_type: str = "application/json") -> dict:
+                      content_type: str = "application/json", accept: str | None = None) -> dict:
         s = await self.session()
         data = orjson.dumps(body) if body is not None else None
         url = self.config.server + path + ("?" + urlencode(params) if params else "")
-        async with s.request(method, url, data=data, headers={"Content-Type": content_type}) as r:
+        headers = {"Content-Type": content_type}
+        if accept:
+            headers["Accept"] = accept
+        async with s.request(method, url, data=data, headers=headers) as r:
             payload = await r.read()
             try:
                 obj = orjson.loads(payload) if payload else {}
@@ -104,8 +107,10 @@ class Client:
     async def get(self, res: Resource, namespace: str, name: str, sub: str = "") -> dict:
         return await self.request("GET", _path(res, namespace, name, sub))
 
-    async def list(self, res: Resource, namespace: str = "", **params) -> dict:
-        return await self.request("GET", _path(res, namespace), params=params or None)
+    async def list(self, res: Resource, namespace: str = "", accept: str | None = None,
+                   **params) -> dict:
+        return await self.request("GET", _path(res, namespace), params=params or None,
+                                  accept=accept)
 
     async def create(self, res: Resource, obj: dict, manager: str = "svcnet") -> dict:
         ns = obj.get("metadata", {}).get("namespace", "")
@@ -131,7 +136,8 @@ class Client:
         return await self.request("DELETE", _path(res, namespace, name), options)
 
     async def watch(self, res: Resource, namespace: str = "", resource_version: str = "",
-                    timeout_seconds: int = 300, **params) -> AsyncIterator[tuple[str, dict]]:
+                    timeout_seconds: int = 300, accept: str | None = None,
+                    **params) -> AsyncIterator[tuple[str, dict]]:
         """(type, object) events; an ERROR event is raised as APIError."""
         s = await self.session()
         q = {"watch": "true", "timeoutSeconds": str(timeout_seconds),
@@ -139,7 +145,8 @@ class Client:
         if resource_version:
             q["resourceVersion"] = resource_version
         url = self.config.server + _path(res, namespace) + "?" + urlencode(q)
-        async with s.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)) as r:
+        async with s.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30),
+                         headers={"Accept": accept} if accept else None) as r:
             if r.status >= 300:
                 obj = orjson.loads(await r.read() or b"{}")
                 raise APIError(r.status, obj.get("reason", ""), obj.get("message", ""))
@@ -171,9 +178,16 @@ class Informer:
     """A cache of one resource kept current by list+watch; calls `handler(kind, old, new)` with
     kind "ADDED", "MODIFIED" or "DELETED" for every change it sees."""
 
-    def __init__(self, client: Client, res: Resource, namespace: str = "", **params):
+    METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+    def __init__(self, client: Client, res: Resource, namespace: str = "",
+                 metadata_only: bool = False, **params):
+        """`metadata_only`: cache only metadata (PartialObjectMetadata), as client-go's
+        metadata informers do, for controllers that never read spec or status."""
         self.client = client
         self.res = res
+        self.metadata_only = metadata_only
         self.namespace = namespace
         self.params = params
         self.cache: dict[str, dict] = {}
@@ -198,6 +212,11 @@ class Informer:
     def items(self) -> list[dict]:
         return list(self.cache.values())
 
+    def _normalize(self, obj: dict) -> None:
+        _slim(obj)
+        if self.metadata_only or "kind" not in obj:
+            obj["kind"], obj["apiVersion"] = self.res.kind, self.res.api_version
+
     async def _emit(self, kind: str, old: dict | None, new: dict | None) -> None:
         for h in self.handlers:
             try:
@@ -208,12 +227,12 @@ class Informer:
                 log.exception("informer handler for %s failed", self.res.plural)
 
     async def _relist(self) -> str:
-        lst = await self.client.list(self.res, self.namespace, **self.params)
+        lst = await self.client.list(self.res, self.namespace,
+                                     accept=self.METADATA_LIST if self.metadata_only else None,
+                                     **self.params)
         fresh: dict[str, dict] = {}
         for item in lst.get("items", []):
-            _slim(item)
-            item.setdefault("kind", self.res.kind)
-            item.setdefault("apiVersion", self.res.api_version)
+            self._normalize(item)
             fresh[object_key(item)] = item
         old_cache, self.cache = self.cache, fresh
         for key, obj in fresh.items():
@@ -234,11 +253,13 @@ class Informer:
             try:
                 if not rv:
                     rv = await self._relist()
-                async for kind, obj in self.client.watch(self.res, self.namespace, rv, **self.params):
+                async for kind, obj in self.client.watch(
+                        self.res, self.namespace, rv,
+                        accept=self.METADATA if self.metadata_only else None, **self.params):
                     rv = obj["metadata"].get("resourceVersion", rv)
                     if kind == "BOOKMARK":
                         continue
-                    _slim(obj)
+                    self._normalize(obj)
                     key = object_key(obj)
                     old = self.cache.get(key)
                     if kind == "DELETED":

@@ -389,7 +389,7 @@ class GarbageCollector:
         """Start the informers and, once all have listed, the workers. Returns at once; await
         `self.ready.wait()` to know the workers run."""
         for res in self.resources:
-            inf = Informer(self.client, res)
+            inf = Informer(self.client, res, metadata_only=True)  # the GC reads metadata only
             inf.add_handler(self._handler(res))
             self.informers.append(inf)
             inf.start()
