@@ -49,6 +49,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -672,7 +673,9 @@ def outer(args) -> int:
     text = table(rows)
     print(text)
     if error:
-        print(f"\nerror: {error}  (server log: {work / 'server.log'})")
+        print(f"\nerror: {error}  (server log kept in {work / 'server.log'})")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\nrun: {'quick' if args.quick else 'full'}, {wall:.0f} s wall; machine: {json.dumps(machine())}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"when": rfc3339(), "mode": "quick" if args.quick else "full",
