@@ -39,7 +39,6 @@ class Histogram:
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
         self.count = 0
-        self.samples: list[float] = []  # recent raw samples, for benchmarks and quantiles
         self._lock = threading.Lock()
         REGISTRY.append(self)
 
@@ -48,9 +47,6 @@ class Histogram:
             self.counts[bisect.bisect_left(self.bounds, value)] += 1
             self.sum += value
             self.count += 1
-            self.samples.append(value)
-            if len(self.samples) > 10000:
-                del self.samples[:5000]
 
     def render(self) -> str:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]

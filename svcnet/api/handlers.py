@@ -119,21 +119,18 @@ class ResourceHandlers:
                                 content_type="application/yaml", headers=headers)
         return json_response(body, status, headers)
 
-    def _decode(self, request: web.Request, res: Resource, raw: bytes,
+    def _decode(self, request: web.Request, t: Target, raw: bytes,
                 content_type: str) -> tuple[dict, list[str]]:
         from svcnet.api import schema
 
-        kind = res.kind if not self._is_scale(res, request) else "Scale"
-        api_version = res.api_version if kind != "Scale" else "autoscaling/v1"
+        scale = t.subresource == "scale"
+        kind = "Scale" if scale else t.res.kind
+        api_version = "autoscaling/v1" if scale else t.res.api_version
         obj = decode_object(raw, content_type, kind, api_version)
         options = "CreateOptions" if request.method == "POST" else "UpdateOptions"
         # Strict decoding re-reads JSON bodies for duplicate keys; other encodings pass b"".
         return schema.decode(kind, api_version, raw if media_type(content_type) == JSON else b"",
                              obj, field_validation(request, options))
-
-    @staticmethod
-    def _is_scale(res: Resource, request: web.Request) -> bool:
-        return request.path.endswith("/scale")
 
     def _check_identity(self, t: Target, obj: dict, kind: str, api_version: str) -> None:
         """Kind, apiVersion, namespace and name in the body must agree with the URL."""
@@ -290,8 +287,7 @@ class ResourceHandlers:
             initial_objs, start = page.items, int(page.resource_version)
         elif start == 0:
             start = self.registry.backend.current_revision()
-        elif start < self.registry.backend.compacted_revision():
-            pass  # reported as an ERROR event below, as the apiserver does
+        # a compacted `start` is reported as an ERROR event by the pump, as the apiserver does
 
         resp = web.StreamResponse(status=200, headers={"Content-Type": JSON,
                                                        "Cache-Control": "no-cache, private"})
@@ -378,7 +374,7 @@ class ResourceHandlers:
         if t.res.namespaced and not t.namespace:
             raise errors.method_not_allowed()
         raw = await read_raw(request)
-        obj, warnings = self._decode(request, t.res, raw, request.headers.get("Content-Type", JSON))
+        obj, warnings = self._decode(request, t, raw, request.headers.get("Content-Type", JSON))
         self._check_identity(t, obj, t.res.kind, t.res.api_version)
         neg = negotiate(request.headers.get("Accept", ""))
         created = await self.registry.create(t.res, obj, field_manager(request), dry_run(request))
@@ -389,10 +385,10 @@ class ResourceHandlers:
         raw = await read_raw(request)
         neg = negotiate(request.headers.get("Accept", ""))
         if t.subresource == "scale":
-            scale, warnings = self._decode(request, t.res, raw, request.headers.get("Content-Type", JSON))
+            scale, warnings = self._decode(request, t, raw, request.headers.get("Content-Type", JSON))
             updated = await self._write_scale(request, t, lambda s: scale)
             return self._respond(neg, updated, 200, _warning_headers(warnings))
-        obj, warnings = self._decode(request, t.res, raw, request.headers.get("Content-Type", JSON))
+        obj, warnings = self._decode(request, t, raw, request.headers.get("Content-Type", JSON))
         self._check_identity(t, obj, t.res.kind, t.res.api_version)
         updated = await self.registry.update(t.res, t.namespace, t.name, obj, t.subresource,
                                              field_manager(request), dry_run(request))

@@ -22,6 +22,8 @@ import hmac
 import logging
 import ssl
 import time
+
+import orjson
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,7 +168,7 @@ class APIServer:
             agg = discovery.wants_aggregated(accept)
             if agg:
                 body = discovery.aggregated(path == "/api", agg)
-                return web.Response(body=__import__("orjson").dumps(body),
+                return web.Response(body=orjson.dumps(body),
                                     headers={"Content-Type": agg, "Vary": "Accept"})
             if path == "/api":
                 return json_response(discovery.api_versions(

@@ -29,7 +29,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import orjson
 
-from svcnet.api import errors
+from svcnet.api import apply, errors
 from svcnet.api.errors import APIError
 from svcnet.api.resources import BY_KIND, Resource
 from svcnet.jsonutil import clone
@@ -146,8 +146,6 @@ class WriteHooks:
 
 
 def _managed_fields(old: dict | None, new: dict, manager: str, kind: str, subresource: str = "") -> dict:
-    from svcnet.api import apply  # local: keeps the registry importable without SSA loaded
-
     return apply.update_managed_fields(old, new, manager, kind, now_rfc3339(), subresource)
 
 
