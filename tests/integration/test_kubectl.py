@@ -131,11 +131,12 @@ def test_patch_flavours(kubectl, namespace):
     kubectl("-n", namespace, "patch", "svc", "p", "--type=json",
             "-p", '[{"op":"replace","path":"/spec/ports/0/port","value":81}]')
     assert kubectl.json("-n", namespace, "get", "svc", "p")["spec"]["ports"][0]["port"] == 81
-    # Strategic merge patch merges ports by their key instead of replacing the list.
-    kubectl("-n", namespace, "patch", "svc", "p", "-p",
-            '{"spec":{"ports":[{"name":"b","port":90}]}}', check=False)
+    # Strategic merge patch merges ports by their key (a merge patch would replace the list).
+    kubectl("-n", namespace, "patch", "svc", "p", "--type=json",
+            "-p", '[{"op":"add","path":"/spec/ports/0/name","value":"a"}]')
+    kubectl("-n", namespace, "patch", "svc", "p", "-p", '{"spec":{"ports":[{"name":"b","port":90}]}}')
     ports = kubectl.json("-n", namespace, "get", "svc", "p")["spec"]["ports"]
-    assert sorted(p["port"] for p in ports) in ([81], [81, 90])
+    assert sorted((p["name"], p["port"]) for p in ports) == [("a", 81), ("b", 90)]
 
 
 def test_replace_with_stale_resource_version_conflicts(kubectl, namespace, tmp_path):
@@ -217,7 +218,8 @@ def test_explain(kubectl):
     assert "KIND:       Service" in out
     assert "clusterIP" in out and "ports" in out
     out = kubectl("explain", "service.spec.ports.targetPort").stdout
-    assert "IntOrString" in out or "<Object>" in out or "Number or name" in out
+    assert "FIELD: targetPort <IntOrString>" in out
+    assert "Number or name of the port to access on the pods" in out
 
 
 def test_delete_namespace_deletes_content(kubectl):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
+from typing import Callable
 
 from svcnet.agent.proxy import proxier as proxier_mod
 from svcnet.agent.proxy.proxier import Proxier
@@ -35,15 +37,20 @@ async def _until(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_a_rejected_transaction_is_counted_and_the_next_sync_is_full(tmp_path):
+def fake_nft(tmp_path, program: str) -> tuple[Proxier, Callable[[], list[Path]]]:
+    """A Proxier whose `nft` is `program` (recording each transaction in tmp_path), and a
+    function listing the recorded transactions in order."""
     script = tmp_path / "nft.py"
-    script.write_text(FAKE_NFT)
-    nft = (sys.executable, str(script), str(tmp_path), "--")
-    txs = lambda: sorted(tmp_path.glob("tx-*"), key=lambda f: int(f.name[3:]))  # noqa: E731
+    script.write_text(program)
+    p = Proxier(client=None, node=NODE, nft=(sys.executable, str(script), str(tmp_path), "--"))
+    p.services.cache["default/a"] = service("a", "10.96.0.10")
+    return p, lambda: sorted(tmp_path.glob("tx-*"), key=lambda f: int(f.name[3:]))
+
+
+def test_a_rejected_transaction_is_counted_and_the_next_sync_is_full(tmp_path):
+    p, txs = fake_nft(tmp_path, FAKE_NFT)
 
     async def go():
-        p = Proxier(client=None, node=NODE, nft=nft)
-        p.services.cache["default/a"] = service("a", "10.96.0.10")
         loop_task = asyncio.create_task(p._loop())
         try:
             p.wake.set()  # the initial full sync
@@ -71,14 +78,9 @@ SLOW_NFT = FAKE_NFT.replace("text = sys.stdin.read()", "text = sys.stdin.read()\
 
 
 def test_a_change_made_while_a_full_sync_is_applied_is_not_lost(tmp_path):
-    script = tmp_path / "nft.py"
-    script.write_text(SLOW_NFT)
-    nft = (sys.executable, str(script), str(tmp_path), "--")
-    txs = lambda: sorted(tmp_path.glob("tx-*"), key=lambda f: int(f.name[3:]))  # noqa: E731
+    p, txs = fake_nft(tmp_path, SLOW_NFT)
 
     async def go():
-        p = Proxier(client=None, node=NODE, nft=nft)
-        p.services.cache["default/a"] = service("a", "10.96.0.10")
         loop_task = asyncio.create_task(p._loop())
         try:
             p.wake.set()
