@@ -22,22 +22,8 @@ from svcnet.registry import workloads as w
 from svcnet.registry.store import Registry
 from svcnet.store.memory import MemoryBackend
 
-LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-             "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
-             "'123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
-SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                 "characters, '-' or '.', and must start and end with an alphanumeric character "
-                 "(e.g. 'example.com', regex used for validation is "
-                 "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
-NAME_PART_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must "
-                 "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
-                 "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
-LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
-                   "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
-                   "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
-                   "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
-IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
-CIDR_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+from tests.unit.k8s_messages import LABEL_MSG, SUBDOMAIN_MSG, NAME_PART_MSG, LABEL_VALUE_MSG, IP_MSG, CIDR_MSG
+
 PORT_RANGE = "must be between 1 and 65535, inclusive"
 NONNEG = "must be greater than or equal to 0"
 ENV_NAME_MSG = ("a valid environment variable name must consist only of printable ASCII "
