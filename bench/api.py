@@ -286,6 +286,17 @@ PHASES = {"floor": phase_floor, "create": phase_create, "list": phase_list, "wat
 
 # ---- the server --------------------------------------------------------------------------------
 
+
+def memory_mb(pid: int) -> dict:
+    """VmRSS and VmHWM of process `pid` in MB (10^6 bytes)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024 / 1e6
+    return out
+
 class Server:
     """One `svcnet server` process on a free loopback port, with its own data dir."""
 
@@ -326,14 +337,7 @@ class Server:
                 "cafile": str(self.data_dir / "pki" / "ca.crt")}
 
     def memory_mb(self) -> dict:
-        """VmRSS and VmHWM in MB (10^6 bytes)."""
-        out = {}
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(value.split()[0]) * 1024 / 1e6
-        return out
+        return memory_mb(self.proc.pid)
 
     def settle(self, timeout: float = 300.0) -> float:
         """Wait until the server is idle (below IDLE_PCT of a core over IDLE_WINDOW seconds), so

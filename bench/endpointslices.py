@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.api import (  # noqa: E402  (the API benchmark's server, client and CPU accounting)
+    memory_mb,
     BUSY_OTHER_PCT,
     CONCURRENCY,
     IDLE_PCT,
@@ -152,17 +153,6 @@ class Cpu:
         out.update(cm_s=cm, cm_pct=100 * cm / wall,
                    other_pct=max(0.0, out["other_pct"] - (100 * cm / wall if cm == cm else 0.0)))
         return out
-
-
-def memory_mb(pid: int) -> dict:
-    """VmRSS and VmHWM of `pid` in MB (10^6 bytes), as Server.memory_mb."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024 / 1e6
-    return out
 
 
 def children(pid: int) -> list[int]:
