@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from svcnet.world import World
+from tests.e2e.cluster import poll, running_cluster, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = (ROOT / "examples" / "seed.yaml").read_text()
@@ -29,73 +27,13 @@ SEED = (ROOT / "examples" / "seed.yaml").read_text()
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
 
-def poll(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001
-            last = e
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}" + (f": {last!r}" if last else ""))
-
-
-class Cluster:
-    def __init__(self, world: World, data: Path):
-        self.world = world
-        self.data = data
-        self.kubeconfig = data / "kubeconfig"
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        r = self.world.run("node", "kubectl", f"--kubeconfig={self.kubeconfig}",
-                           f"--cache-dir={self.data / 'kubectl-cache'}", *args, input=input)
-        if check and r.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {r.stdout}{r.stderr}")
-        return r.stdout
-
-    def json(self, *args: str) -> dict:
-        return json.loads(self.kubectl(*args, "-o", "json"))
-
-    def curl(self, host: str, url: str, timeout: float = 3) -> tuple[int, str]:
-        r = self.world.run(host, "curl", "-s", "--max-time", str(timeout), url)
-        return r.returncode, r.stdout
-
-    def pod_ip(self, name: str) -> str:
-        return self.json("get", "pod", name)["status"]["podIP"]
-
-    def agent_pid(self) -> int:
-        out = subprocess.run(["pgrep", "-f", f"svcnet.cli.main agent --kubeconfig {self.kubeconfig}"],
-                             capture_output=True, text=True).stdout.split()
-        return int(out[0]) if out else 0
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    world = World(f"sve{os.getpid() % 100000}")
-    data = tmp_path_factory.mktemp("seed") / "node"
-    world.create()
-    c = Cluster(world, data)
-    try:
-        world.spawn("node", sys.executable, "-m", "svcnet.cli.main", "server", "--data-dir", str(data),
-                    "--node-ip", "192.168.1.2", "--node-name", "node1",
-                    stdout=open(data.parent / "server.log", "ab"), stderr=subprocess.STDOUT)
-        poll(lambda: c.kubeconfig.exists() and c.kubectl("get", "--raw=/readyz", check=False) == "ok",
-             60, "the API server")
-        poll(lambda: c.json("get", "node", "node1")["spec"].get("podCIDR"), 60, "the node to register")
+    with running_cluster(unique_prefix("e"), tmp_path_factory.mktemp("seed") / "node") as c:
         c.kubectl("apply", "-f", "-", input=SEED)
         poll(lambda: c.kubectl("wait", "--for=condition=Ready", "pod", "--all", "--timeout=1s",
                                check=False).startswith("pod/"), 120, "the seed pods to be Ready")
         yield c
-    finally:
-        for proc in world.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
-        world.run("node", sys.executable, "-m", "svcnet.cli.main", "down", "--data-dir", str(data))
-        world.destroy()
 
 
 def test_laptop_reaches_the_pod_through_the_node_port_only(cluster):
