@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import random
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ import orjson
 import yaml
 from aiohttp import web
 
+from svcnet.agent.runtime import logs as runtime_logs
 from svcnet.api import errors
 from svcnet.api.errors import APIError
 from svcnet.api.request import (Negotiated, Target, decode_object, media_type, negotiate,
@@ -74,6 +76,19 @@ def _warning_headers(warnings: list[str]) -> dict | None:
     if not warnings:
         return None
     return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warnings)}
+
+
+def _log_options(q, name: str) -> "runtime_logs.LogOptions":
+    """PodLogOptions from the query, validated as the API server does (422 PodLogOptions)."""
+    tail, limit = query_int(q, "tailLines"), query_int(q, "limitBytes")
+    since_seconds, since_time = query_int(q, "sinceSeconds"), q.get("sinceTime") or None
+    errs = runtime_logs.validate(tail, limit, since_seconds, since_time)
+    if errs:
+        raise errors.invalid("PodLogOptions", "", name, errs)
+    since = (time.time() - since_seconds if since_seconds is not None
+             else runtime_logs.parse_time(since_time) if since_time else None)
+    return runtime_logs.LogOptions(timestamps=query_bool(q.get("timestamps")), since=since,
+                                   tail=tail, limit_bytes=limit)
 
 
 class ResourceHandlers:
@@ -171,6 +186,7 @@ class ResourceHandlers:
     async def pod_log(self, request: web.Request, t: Target, pod: dict) -> web.StreamResponse:
         """pods/NAME/log, from the files the node agent writes (this server's own node)."""
         q = request.query
+        opts = _log_options(q, t.name)
         spec, status = pod.get("spec") or {}, pod.get("status") or {}
         names = [c.get("name") for c in spec.get("containers") or []]
         init_names = [c.get("name") for c in spec.get("initContainers") or []]
@@ -201,21 +217,15 @@ class ResourceHandlers:
             waiting = ((st or {}).get("state") or {}).get("waiting") or {}
             raise errors.bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: '
                                      f'{waiting.get("reason") or "ContainerCreating"}')
-        data = path.read_bytes()
-        tail = query_int(q, "tailLines")
-        if tail is not None:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-tail:]) if tail > 0 else b""
-        limit = query_int(q, "limitBytes")
-        if limit is not None and limit > 0:
-            data = data[:limit]
-        if not query_bool(q.get("follow")):
+        follow = query_bool(q.get("follow"))
+        data, renderer = runtime_logs.start(path.read_bytes(), opts, follow)
+        if not follow:
             return web.Response(body=data, content_type="text/plain")
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
         await resp.write(data)
         offset = path.stat().st_size
-        while True:  # until the client leaves (the handler is cancelled) or the pod goes
+        while not renderer.done:  # until the client leaves (the handler is cancelled) or the pod goes
             await asyncio.sleep(0.2)
             try:
                 size = path.stat().st_size
@@ -225,8 +235,10 @@ class ResourceHandlers:
                 with open(path, "rb") as f:
                     f.seek(offset)
                     chunk = f.read(size - offset)
-                offset = size
-                await resp.write(chunk)
+                offset += len(chunk)
+                out = renderer.feed(chunk)
+                if out:
+                    await resp.write(out)
         await resp.write_eof()
         return resp
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from svcnet.agent.runtime import logs
 from svcnet.agent.runtime.containers import alive, proc_start_ticks
 from svcnet.agent.runtime.sandbox import find_holders, holder_tag, host_if_name
 
@@ -277,6 +278,11 @@ def container_pid(status: dict, i: int = 0) -> int:
     return int(status["containerStatuses"][i]["containerID"].split("//")[1])
 
 
+def log_text(path: str, **options) -> str:
+    """A container's log file as `kubectl logs` shows it."""
+    return logs.start(Path(path).read_bytes(), logs.LogOptions(**options))[0].decode()
+
+
 def proc_ids(pid: int) -> dict[str, list[int]]:
     ids = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -374,7 +380,7 @@ def test_crashing_container_goes_to_crash_loop_back_off(node):
     assert status["phase"] == "Running"  # restartPolicy Always: always on its way back
     log = rt.call("log", uid="uid-crash", container="crash")
     previous = rt.call("log", uid="uid-crash", container="crash", previous=True)
-    assert Path(previous).read_text() == "boom\n"
+    assert log_text(previous) == "boom\n"  # (that instance exited long ago: all copied)
     assert Path(log).name == f"{cs['restartCount']}.log"
     later = rt.wait("uid-crash", lambda s: s["containerStatuses"][0]["restartCount"] >= 3,
                     timeout=15, what="another restart")
@@ -449,6 +455,15 @@ def test_adoption_after_an_agent_restart_keeps_ip_and_process(node):
     first.call("stop")
     first.close()  # the agent is gone; its pods are not
     assert node.http(f"http://{ip}:8080/hostname") == "web"
+    # ... and neither is their logging (the log writer is the container's, not the agent's)
+    log = ""
+    deadline = time.monotonic() + 10
+    while "GET /hostname" not in log and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log = log_text(next((node.data_dir / "pods").glob("*_web_*/netexec/0.log")),
+                       timestamps=True)
+    line = next(x for x in log.splitlines() if x.endswith("GET /hostname"))
+    assert logs.parse_time(line.split(" ", 1)[0]) >= time.time() - 30
 
     second = node.runtime()
     after = second.call("status", uid="uid-web")
@@ -487,7 +502,12 @@ def test_init_containers_run_first_and_liveness_failures_restart(node):
     last = status["containerStatuses"][0]["lastState"]["terminated"]
     assert last["reason"] == "Error" and last["exitCode"] in (137, 143)
     assert "failed liveness probe" in last["message"]
-    assert Path(rt.call("log", uid="uid-lively", container="setup")).read_text() == "init done\n"
+    # (its log writer may still be copying the last output as the exit is seen)
+    setup_log = rt.call("log", uid="uid-lively", container="setup")
+    deadline = time.monotonic() + 10
+    while not log_text(setup_log) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log_text(setup_log) == "init done\n"
 
 
 def test_host_network_pod_runs_in_the_node_namespace(node):

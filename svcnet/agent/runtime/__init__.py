@@ -8,11 +8,19 @@
     await runtime.kill_pod(uid, grace_seconds)
 
 Modules: `manager` (PodRuntime), `pod` (one pod's lifecycle), `sandbox` (network namespace
-holders and netlink), `containers` (argv, env, files, processes), `probes`, `status` (pure).
+holders and netlink), `containers` (argv, env, files, processes), `probes`, `status` (pure),
+`logwriter` (the per-container log writer process), `logs` (reading its files, pure).
 """
 
-from svcnet.agent.runtime.manager import PodRuntime
-from svcnet.agent.runtime.probes import ProbeSpec, ProbeState
-from svcnet.agent.runtime.status import ContainerView, pod_phase, pod_status
+import importlib
 
-__all__ = ["PodRuntime", "ProbeSpec", "ProbeState", "ContainerView", "pod_phase", "pod_status"]
+_EXPORTS = {"PodRuntime": "manager", "ProbeSpec": "probes", "ProbeState": "probes",
+            "ContainerView": "status", "pod_phase": "status", "pod_status": "status"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Lazy exports: the API server imports `logs` alone, without the runtime's machinery."""
+    if name not in _EXPORTS:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(f"svcnet.agent.runtime.{_EXPORTS[name]}"), name)

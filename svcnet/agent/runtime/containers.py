@@ -16,8 +16,9 @@ Theory of operation
   exec, it becomes a session leader (so it survives the agent and can be signalled as a
   group), joins the pod's network namespace and gets a private mount + UTS namespace with the
   pod's /etc/resolv.conf, /etc/hosts, /etc/hostname (`nsenter.enter_pod`), changes directory and
-  drops privileges. Output goes, with O_APPEND, to the container's log file; nothing passes
-  through the agent, so containers outlive it. It blocks (fork + exec): call it off the loop.
+  drops privileges. Its stdout and stderr are pipes to a log writer process of its own
+  (logwriter.py, conmon's role) that writes the CRI-format log file; nothing passes through
+  the agent, so containers and their logging outlive it. It blocks (fork + exec): call it off the loop.
 - The runtime reaps its children itself (`reap`) through a pidfd; `subprocess` is told to
   forget them. A process that is not our child (adopted after an agent restart) can still be
   watched, but its exit status is only known if we catch it as a zombie.
@@ -342,15 +343,42 @@ def signal_group(pid: int, sig: int, start_ticks: int | None = None) -> bool:
         return False
 
 
-def open_log(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+LOG_WRITER = str(Path(__file__).with_name("logwriter.py"))
+
+
+def start_log_writer(log_path: Path) -> tuple[int, int]:
+    """Start the container's log writer (logwriter.py, in a session of its own so that it
+    outlives the agent) on two new pipes; returns the write ends for the container's stdout
+    and stderr (the caller closes them once the container has them)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640))  # exists at once
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        # Dropped at once: subprocess reaps a dropped child that is still running when a later
+        # Popen starts (nothing here waits for "any child", so that cannot race).
+        subprocess.Popen([sys.executable, "-I", "-S", LOG_WRITER, str(log_path), str(out_r),
+                          str(err_r)], pass_fds=(out_r, err_r), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                         start_new_session=True)
+    except BaseException:
+        os.close(out_w)
+        os.close(err_w)
+        raise
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    return out_w, err_w
 
 
 def spawn(launch: Launch, netns: str, hostname: str, files: dict[str, str],
           log_path: Path, host_network: bool = False) -> Spawned:
-    """Fork + exec the container inside the pod (blocking). Raises LaunchError("StartError")."""
-    log_fd = open_log(log_path)
+    """Fork + exec the container inside the pod (blocking), its output going through a log
+    writer to `log_path`. Raises LaunchError("StartError")."""
+    try:
+        out_w, log_err_w = start_log_writer(log_path)
+    except OSError as e:
+        raise LaunchError("StartError", f"failed to start the container's log writer: {e}") from e
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     exec_as = None if launch.builtin else (launch.uid, launch.gid)
 
@@ -370,12 +398,13 @@ def spawn(launch: Launch, netns: str, hostname: str, files: dict[str, str],
     failure: BaseException | None = None
     try:
         proc = subprocess.Popen(launch.argv, env=launch.env, stdin=subprocess.DEVNULL,
-                                stdout=log_fd, stderr=log_fd, preexec_fn=child,
+                                stdout=out_w, stderr=log_err_w, preexec_fn=child,
                                 start_new_session=True, close_fds=True)
     except (OSError, subprocess.SubprocessError) as e:
         failure = e
     finally:
-        os.close(log_fd)
+        os.close(out_w)
+        os.close(log_err_w)
         os.close(err_w)
     try:
         detail = os.read(err_r, 1000).decode(errors="replace") if failure else ""
