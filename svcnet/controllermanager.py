@@ -5,7 +5,8 @@ HTTPS, so its caches and CPU never weigh on the API server's event loop. `svcnet
 it as a supervised child (restarted if it dies, stopped with the server); it can also run alone
 (`svcnet controller-manager --kubeconfig F`).
 
-Controllers: nodeipam (pod CIDRs for Nodes), endpointslice, endpoints, garbagecollector.
+Controllers: nodeipam (pod CIDRs for Nodes), endpointslice, endpoints, garbagecollector,
+loadbalancer (addresses for LoadBalancer Services, from `--lb-pool` or the nodes').
 `--controllers` selects them as kube-controller-manager's flag does ("*", "name", "-name").
 """
 
@@ -20,7 +21,7 @@ from svcnet.client import Client, Config
 
 log = logging.getLogger("svcnet.controller-manager")
 
-CONTROLLER_NAMES = ("nodeipam", "endpointslice", "endpoints", "garbagecollector")
+CONTROLLER_NAMES = ("nodeipam", "endpointslice", "endpoints", "garbagecollector", "loadbalancer")
 
 
 def controller_enabled(spec: str, name: str) -> bool:
@@ -31,10 +32,12 @@ def controller_enabled(spec: str, name: str) -> bool:
     return name in items or "*" in items
 
 
-def build(client: Client, spec: str, cluster_cidr: str) -> list:
+def build(client: Client, spec: str, cluster_cidr: str, lb_pool: list[str] | None = None) -> list:
     from svcnet.controllers.endpoints import EndpointsController
     from svcnet.controllers.endpointslice import EndpointSliceController
     from svcnet.controllers.garbagecollector import GarbageCollector
+    from svcnet.controllers.lbipam import Pool
+    from svcnet.controllers.loadbalancer import LoadBalancerController
     from svcnet.controllers.nodeipam import NodeIPAMController
 
     available = {
@@ -42,6 +45,7 @@ def build(client: Client, spec: str, cluster_cidr: str) -> list:
         "endpointslice": lambda: EndpointSliceController(client),
         "endpoints": lambda: EndpointsController(client),
         "garbagecollector": lambda: GarbageCollector(client),
+        "loadbalancer": lambda: LoadBalancerController(client, Pool.parse(lb_pool or ())),
     }
     return [make() for name, make in available.items() if controller_enabled(spec, name)]
 
@@ -56,11 +60,11 @@ async def exit_with_parent(parent: int, stop: asyncio.Event) -> None:
 
 
 async def run(kubeconfig: Path, spec: str, cluster_cidr: str, stop: asyncio.Event,
-              parent_pid: int = 0) -> None:
+              parent_pid: int = 0, lb_pool: list[str] | None = None) -> None:
     if parent_pid:
         asyncio.get_running_loop().create_task(exit_with_parent(parent_pid, stop))
     client = Client(Config.from_kubeconfig(kubeconfig), user_agent="svcnet-controller-manager")
-    controllers = build(client, spec, cluster_cidr)
+    controllers = build(client, spec, cluster_cidr, lb_pool)
 
     async def start_all() -> None:
         for c in controllers:

@@ -47,6 +47,7 @@ class Options:
     controllers: str = "*"  # kube-controller-manager style: "*,-garbagecollector"
     agent: bool = False
     node_name: str = "node"
+    lb_pool: list[str] = field(default_factory=list)  # --lb-pool ranges, for the controller manager
 
 
 class ControlPlane:
@@ -100,7 +101,8 @@ class ControlPlane:
         if self.opts.controllers.strip() not in ("", "-*"):
             self.tasks.append(asyncio.create_task(self._supervise("controller manager", [
                 "controller-manager", "--kubeconfig", str(self.kubeconfig),
-                "--controllers", self.opts.controllers, "--cluster-cidr", self.opts.cluster_cidr])))
+                "--controllers", self.opts.controllers, "--cluster-cidr", self.opts.cluster_cidr,
+                *(a for r in self.opts.lb_pool for a in ("--lb-pool", r))])))
         if self.opts.agent:
             self.tasks.append(asyncio.create_task(self._supervise("node agent", [
                 "agent", "--kubeconfig", str(self.kubeconfig), "--data-dir", str(o.data_dir),
