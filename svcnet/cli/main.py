@@ -57,31 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                    "route's interface address, else the first global IPv4 address)")
     a.add_argument("--cluster-cidr", default="10.244.0.0/16")
     a.add_argument("--service-cidr", default=DEFAULT_SERVICE_CIDR)
-    a.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster")
-    a.add_argument("--resolv-conf", default="/etc/resolv.conf",
-                   help="resolver configuration whose nameservers the cluster DNS forwards other "
-                        "names to (as kubelet's flag; an empty file: other names are REFUSED)")
-    a.add_argument("--no-dns", action="store_true", help="do not run the cluster DNS server")
     a.add_argument("--no-schedule", action="store_true",
                    help="do not bind pods that have no node to this node")
     a.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     a.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-
-    n = sub.add_parser("dns", help="run the cluster DNS server against an API server")
-    n.add_argument("--kubeconfig", help="kubeconfig of the API server (or --server/--token-file)")
-    n.add_argument("--server", help="API server URL, e.g. https://192.168.1.2:6443")
-    n.add_argument("--token-file", help="file holding the bearer token")
-    n.add_argument("--ca-file", help="CA certificate of the API server")
-    n.add_argument("--listen", action="append", default=[],
-                   help="ADDR[:PORT] to answer on, UDP and TCP (repeatable; default 127.0.0.1:53)")
-    n.add_argument("--cluster-domain", default="cluster.local", help="default cluster.local")
-    n.add_argument("--resolv-conf", default="/etc/resolv.conf",
-                   help="upstream nameservers for other names (default /etc/resolv.conf; "
-                        "none: other names are REFUSED)")
-    n.add_argument("--workers", type=int, default=1,
-                   help="processes sharing the addresses with SO_REUSEPORT (default 1)")
-    n.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
-    n.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     d = sub.add_parser("down", help="stop this node's pods and remove everything svcnet made here")
     d.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
@@ -159,55 +138,17 @@ async def _controller_manager(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_config(args: argparse.Namespace):
-    from svcnet.client import Config
-
-    if args.kubeconfig:
-        return Config.from_kubeconfig(args.kubeconfig)
-    if args.server and args.token_file:
-        return Config(args.server, Path(args.token_file).read_text().strip(), args.ca_file)
-    log.error("svcnet %s needs --kubeconfig, or --server and --token-file", args.command)
-    return None
-
-
-async def _dns(args: argparse.Namespace) -> int:
-    from svcnet.agent.dns.process import DNSProcess, parse_listen
-    from svcnet.client import Client
-    from svcnet.controllermanager import exit_with_parent
-
-    config = _client_config(args)
-    if config is None:
-        return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if args.parent_pid:
-        loop.create_task(exit_with_parent(args.parent_pid, stop))
-    client = Client(config, user_agent="svcnet-dns")
-    dns = DNSProcess(client, [parse_listen(x) for x in args.listen or ["127.0.0.1:53"]],
-                     args.cluster_domain, args.resolv_conf, reuse_port=args.workers > 1)
-    starting = asyncio.create_task(dns.start())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if starting.done() and starting.exception():
-        raise starting.exception()
-    await stop.wait()
-    if starting.done():
-        await dns.stop()
-    else:
-        starting.cancel()
-    await client.close()
-    return 0
-
-
 async def _agent(args: argparse.Namespace) -> int:
     from svcnet.agent.agent import Agent
-    from svcnet.client import Client
+    from svcnet.client import Client, Config
     from svcnet.controllermanager import exit_with_parent
 
-    config = _client_config(args)
-    if config is None:
+    if args.kubeconfig:
+        config = Config.from_kubeconfig(args.kubeconfig)
+    elif args.server and args.token_file:
+        config = Config(args.server, Path(args.token_file).read_text().strip(), args.ca_file)
+    else:
+        log.error("svcnet agent needs --kubeconfig, or --server and --token-file")
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -262,11 +203,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_agent(args))
     if args.command == "down":
         return asyncio.run(_down(args))
-    if args.command == "dns":
-        from svcnet.agent.dns.process import fork_workers
-
-        fork_workers(args.workers)
-        return asyncio.run(_dns(args))
     return 2
 
 
