@@ -109,6 +109,8 @@ class Agent:
                                   self.service_cidr)
         write_node_state(self.data_dir, {"nodeName": self.node_name, "nodeIP": self.node_ip,
                                          "podCIDR": pod_cidr, "serviceCIDR": self.service_cidr})
+        self.runtime.on_event = lambda pod, container, reason, message: self.tasks.append(
+            asyncio.ensure_future(self._event(pod, container, reason, message)))
         await self.runtime.start()
         self.proxier = Proxier(self.client, NodeInfo(self.node_name, (self.node_ip,),
                                                      self.cluster_cidr, self.service_cidr),
