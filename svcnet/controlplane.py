@@ -48,6 +48,8 @@ class Options:
     agent: bool = False
     node_name: str = "node"
     lb_pool: list[str] = field(default_factory=list)  # --lb-pool ranges, for the controller manager
+    cluster_domain: str = "cluster.local"  # for the agent's cluster DNS
+    resolv_conf: str = "/etc/resolv.conf"  # the cluster DNS's upstreams (kubelet's --resolv-conf)
 
 
 class ControlPlane:
@@ -85,6 +87,7 @@ class ControlPlane:
                                                       logs_dir=o.data_dir if o.agent else None))
         await self.api.bootstrap()
         await self._reconcile_kubernetes_service()
+        await self._ensure_kube_dns_service()
 
         self.runner = web.AppRunner(self.api.app(), access_log=None, handler_cancellation=True,
                                     shutdown_timeout=2.0)
@@ -106,6 +109,7 @@ class ControlPlane:
         if self.opts.agent:
             self.tasks.append(asyncio.create_task(self._supervise("node agent", [
                 "agent", "--kubeconfig", str(self.kubeconfig), "--data-dir", str(o.data_dir),
+                "--cluster-domain", o.cluster_domain, "--resolv-conf", o.resolv_conf,
                 "--node-name", self.opts.node_name, "--node-ip", o.node_ip,
                 "--cluster-cidr", self.opts.cluster_cidr, "--service-cidr", self.opts.service_cidr])))
 
@@ -183,6 +187,27 @@ class ControlPlane:
                     for f in fields:
                         cur[f] = body[f]
                     await reg.update(res, "default", "kubernetes", cur, manager="kube-apiserver")
+
+    async def _ensure_kube_dns_service(self) -> None:
+        """kube-system/kube-dns: the tenth service IP (10.96.0.10 by default), ports `dns` 53/UDP
+        and `dns-tcp` 53/TCP, without a selector: each node agent publishes its DNS server in
+        an EndpointSlice of its own. Created when missing; never changed afterwards."""
+        import ipaddress
+
+        reg = self.registry
+        if await reg.try_get(SERVICE, "kube-system", "kube-dns") is not None:
+            return
+        ip = str(ipaddress.ip_network(self.opts.service_cidr).network_address + 10)
+        body = {"metadata": {"name": "kube-dns", "namespace": "kube-system",
+                             "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                                        "kubernetes.io/name": "KubeDNS"}},
+                "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
+                         "ports": [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
+                                   {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53}]}}
+        try:
+            await reg.create(SERVICE, body, "svcnet")
+        except APIError as e:
+            log.warning("could not create the kube-dns Service at %s: %s", ip, e)
 
     # ---- allocator repair ------------------------------------------------------------------
 

@@ -83,8 +83,12 @@ class Agent:
     def __init__(self, client: Client, data_dir: Path, node_name: str, node_ip: str,
                  cluster_cidr: str = "10.244.0.0/16", service_cidr: str = "10.96.0.0/12",
                  schedule: bool = True, metrics_addr: tuple[str, int] = ("127.0.0.1", 10249),
-                 nft: tuple[str, ...] = ("nft",)):
+                 nft: tuple[str, ...] = ("nft",), dns: dict | None = None):
+        """`dns`: run the cluster DNS server (svcnet.agent.dns.node.NodeDNS keyword arguments:
+        credentials, domain, resolv_conf); None: no DNS on this node."""
         self.client = client
+        self.dns = dns
+        self.node_dns = None
         self.data_dir = data_dir
         self.node_name = node_name
         self.node_ip = node_ip
@@ -105,13 +109,20 @@ class Agent:
         await self.node.register()
         pod_cidr = await self.node.wait_for_pod_cidr()
         self.node.start()
+        domain = (self.dns or {}).get("domain", "cluster.local")
         self.runtime = PodRuntime(self.data_dir, self.node_name, self.node_ip, pod_cidr,
-                                  self.service_cidr)
+                                  self.service_cidr, cluster_domain=domain)
         write_node_state(self.data_dir, {"nodeName": self.node_name, "nodeIP": self.node_ip,
                                          "podCIDR": pod_cidr, "serviceCIDR": self.service_cidr})
         self.runtime.on_event = lambda pod, container, reason, message: self.tasks.append(
             asyncio.ensure_future(self._event(pod, container, reason, message)))
         await self.runtime.start()
+        if self.dns is not None:
+            from svcnet.agent.dns.node import NodeDNS
+
+            self.node_dns = NodeDNS(self.client, node_name=self.node_name,
+                                    address=self.runtime.network.gateway, **self.dns)
+            await self.node_dns.start()
         self.proxier = Proxier(self.client, NodeInfo(self.node_name, (self.node_ip,),
                                                      self.cluster_cidr, self.service_cidr),
                                nft=self.nft)
@@ -134,6 +145,8 @@ class Agent:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.pods.stop()
+        if self.node_dns is not None:
+            await self.node_dns.stop()
         await self.proxier.stop()
         await self.runtime.stop()
         await self.node.stop()

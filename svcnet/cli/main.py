@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--repair-interval", type=float, default=180.0,
                    help="seconds between allocator repair passes (default 180)")
     s.add_argument("--no-agent", action="store_true", help="control plane only")
+    s.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster")
+    s.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                   help="upstream nameservers of the cluster DNS for other names (as kubelet's "
+                        "flag; an empty file: other names are REFUSED)")
     s.add_argument("--controllers", default="*",
                    help='controllers to run: "*" (all), names, "-name" to disable one; names: '
                         "nodeipam, endpointslice, endpoints, garbagecollector, loadbalancer")
@@ -57,10 +61,31 @@ def _parser() -> argparse.ArgumentParser:
                    "route's interface address, else the first global IPv4 address)")
     a.add_argument("--cluster-cidr", default="10.244.0.0/16")
     a.add_argument("--service-cidr", default=DEFAULT_SERVICE_CIDR)
+    a.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster")
+    a.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                   help="resolver configuration whose nameservers the cluster DNS forwards other "
+                        "names to (as kubelet's flag; an empty file: other names are REFUSED)")
+    a.add_argument("--no-dns", action="store_true", help="do not run the cluster DNS server")
     a.add_argument("--no-schedule", action="store_true",
                    help="do not bind pods that have no node to this node")
     a.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     a.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    n = sub.add_parser("dns", help="run the cluster DNS server against an API server")
+    n.add_argument("--kubeconfig", help="kubeconfig of the API server (or --server/--token-file)")
+    n.add_argument("--server", help="API server URL, e.g. https://192.168.1.2:6443")
+    n.add_argument("--token-file", help="file holding the bearer token")
+    n.add_argument("--ca-file", help="CA certificate of the API server")
+    n.add_argument("--listen", action="append", default=[],
+                   help="ADDR[:PORT] to answer on, UDP and TCP (repeatable; default 127.0.0.1:53)")
+    n.add_argument("--cluster-domain", default="cluster.local", help="default cluster.local")
+    n.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                   help="upstream nameservers for other names (default /etc/resolv.conf; "
+                        "none: other names are REFUSED)")
+    n.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the addresses with SO_REUSEPORT (default 1)")
+    n.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    n.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     d = sub.add_parser("down", help="stop this node's pods and remove everything svcnet made here")
     d.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
@@ -107,7 +132,7 @@ async def _serve(args: argparse.Namespace) -> int:
         nodeport_range=args.nodeport_range,
         repair_interval=args.repair_interval, controllers=args.controllers,
         agent=not args.no_agent, node_name=args.node_name or socket.gethostname(),
-        lb_pool=args.lb_pool,
+        lb_pool=args.lb_pool, cluster_domain=args.cluster_domain, resolv_conf=args.resolv_conf,
         extra_sans=netinfo.local_ipv4_addresses()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,17 +163,33 @@ async def _controller_manager(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _agent(args: argparse.Namespace) -> int:
-    from svcnet.agent.agent import Agent
-    from svcnet.client import Client, Config
-    from svcnet.controllermanager import exit_with_parent
+def _client_config(args: argparse.Namespace):
+    from svcnet.client import Config
 
     if args.kubeconfig:
-        config = Config.from_kubeconfig(args.kubeconfig)
-    elif args.server and args.token_file:
-        config = Config(args.server, Path(args.token_file).read_text().strip(), args.ca_file)
-    else:
-        log.error("svcnet agent needs --kubeconfig, or --server and --token-file")
+        return Config.from_kubeconfig(args.kubeconfig)
+    if args.server and args.token_file:
+        return Config(args.server, Path(args.token_file).read_text().strip(), args.ca_file)
+    log.error("svcnet %s needs --kubeconfig, or --server and --token-file", args.command)
+    return None
+
+
+def _credential_args(args: argparse.Namespace) -> list[str]:
+    """The same API credentials, as arguments for a child process (the DNS server)."""
+    if args.kubeconfig:
+        return ["--kubeconfig", args.kubeconfig]
+    return ["--server", args.server, "--token-file", args.token_file,
+            *(["--ca-file", args.ca_file] if args.ca_file else [])]
+
+
+async def _run_api_client(args: argparse.Namespace, user_agent: str, make) -> int:
+    """Run `make(client)` (an object with start() and stop()) against the API until SIGTERM,
+    SIGINT or, with --parent-pid, the parent's death; a failed start is raised."""
+    from svcnet.client import Client
+    from svcnet.controllermanager import exit_with_parent
+
+    config = _client_config(args)
+    if config is None:
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -156,25 +197,43 @@ async def _agent(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     if args.parent_pid:
         loop.create_task(exit_with_parent(args.parent_pid, stop))
-    client = Client(config, user_agent="svcnet-agent")
-    agent = Agent(client, Path(args.data_dir), args.node_name or socket.gethostname(),
-                  args.node_ip or netinfo.default_node_ip() or "127.0.0.1",
-                  args.cluster_cidr, args.service_cidr, schedule=not args.no_schedule)
-    # Like the server: informer caches are large and long-lived, syncs allocate many short-lived
-    # objects; collect young objects less often so a full sync is not dominated by GC passes.
-    gc.set_threshold(50_000, 20, 100)
-    starting = asyncio.create_task(agent.start())
+    client = Client(config, user_agent=user_agent)
+    component = make(client)
+    starting = asyncio.create_task(component.start())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if starting.done() and starting.exception():
         raise starting.exception()
     await stop.wait()
     if starting.done():
-        await agent.stop()
+        await component.stop()
     else:
         starting.cancel()
     await client.close()
     return 0
+
+
+async def _dns(args: argparse.Namespace) -> int:
+    from svcnet.agent.dns.process import DNSProcess, parse_listen
+
+    return await _run_api_client(args, "svcnet-dns", lambda client: DNSProcess(
+        client, [parse_listen(x) for x in args.listen or ["127.0.0.1:53"]],
+        args.cluster_domain, args.resolv_conf, reuse_port=args.workers > 1))
+
+
+async def _agent(args: argparse.Namespace) -> int:
+    from svcnet.agent.agent import Agent
+
+    # Like the server: informer caches are large and long-lived, syncs allocate many short-lived
+    # objects; collect young objects less often so a full sync is not dominated by GC passes.
+    gc.set_threshold(50_000, 20, 100)
+    return await _run_api_client(args, "svcnet-agent", lambda client: Agent(
+        client, Path(args.data_dir), args.node_name or socket.gethostname(),
+        args.node_ip or netinfo.default_node_ip() or "127.0.0.1",
+        args.cluster_cidr, args.service_cidr, schedule=not args.no_schedule,
+        dns=None if args.no_dns else {
+            "credentials": _credential_args(args), "domain": args.cluster_domain,
+            "resolv_conf": args.resolv_conf}))
 
 
 async def _down(args: argparse.Namespace) -> int:
@@ -203,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_agent(args))
     if args.command == "down":
         return asyncio.run(_down(args))
+    if args.command == "dns":
+        from svcnet.agent.dns.process import fork_workers
+
+        fork_workers(args.workers)
+        return asyncio.run(_dns(args))
     return 2
 
 

@@ -1,0 +1,111 @@
+"""`svcnet dns`: the cluster DNS server as its own process, with its own watches.
+
+    svcnet dns --kubeconfig F --listen 10.244.0.1:53 [--listen ...] [--cluster-domain cluster.local]
+               [--resolv-conf /etc/resolv.conf] [--workers N]
+
+It lists and watches Services, EndpointSlices and Namespaces, and answers on UDP and TCP once
+the first lists are in. The node agent runs it as a supervised child on the node's pod-network
+gateway address; run by hand (e.g. on 127.0.0.1:5353) it serves any API server's names.
+
+`--workers N` forks N-1 more identical processes before anything starts; all of them bind the
+same addresses with SO_REUSEPORT, so the kernel spreads queries across them (one event loop
+each, so DNS scales over cores; each keeps its own watches and cache). Workers exit when the
+first process does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from svcnet.agent.dns.answer import Catalog
+from svcnet.agent.dns.forward import Forwarder, read_resolv_conf
+from svcnet.agent.dns.server import Resolver, serve
+from svcnet.api.resources import BY_KIND
+from svcnet.client import Client, Informer
+
+log = logging.getLogger("svcnet.dns")
+
+SERVICE, SLICE, NAMESPACE = BY_KIND["Service"], BY_KIND["EndpointSlice"], BY_KIND["Namespace"]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host:
+        return value, 53
+    return host.strip("[]"), int(port)
+
+
+class DNSProcess:
+    def __init__(self, client: Client, listen: list[tuple[str, int]], domain: str = "cluster.local",
+                 resolv_conf: str = "/etc/resolv.conf", exclude_upstreams: set[str] = frozenset(),
+                 reuse_port: bool = False):
+        self.client = client
+        self.listen = listen
+        self.reuse_port = reuse_port
+        own = {h for h, _ in listen} | set(exclude_upstreams)
+        self.forwarder = Forwarder(read_resolv_conf(resolv_conf, own))
+        self.resolver = Resolver(Catalog(domain=domain, serial=1), self.forwarder)
+        self.namespaces: set[str] = set()
+        self.informers: list[Informer] = []
+        self.servers: list = []
+
+    async def start(self) -> None:
+        await self.forwarder.start()
+        if not self.forwarder.upstreams:
+            log.info("no upstream nameservers: names outside %s are REFUSED",
+                     self.resolver.catalog.domain)
+        services = Informer(self.client, SERVICE)
+        services.add_handler(self.resolver.on_service)
+        slices = Informer(self.client, SLICE)
+        slices.add_handler(self.resolver.on_slice)
+        namespaces = Informer(self.client, NAMESPACE, metadata_only=True)
+        namespaces.add_handler(self._on_namespace)
+        self.informers = [namespaces, services, slices]
+        for inf in self.informers:
+            inf.start()
+        for inf in self.informers:
+            await inf.synced.wait()
+        for host, port in self.listen:
+            self.servers.append(await serve(self.resolver, host, port, reuse_port=self.reuse_port))
+            log.info("cluster DNS for %s answering on %s:%d (UDP, TCP); upstreams %s",
+                     self.resolver.catalog.domain, host, port,
+                     ", ".join(h for h, _ in self.forwarder.upstreams) or "none")
+
+    def _on_namespace(self, kind: str, old: dict | None, new: dict | None) -> None:
+        if new is None:
+            self.namespaces.discard(old["metadata"]["name"])
+        else:
+            self.namespaces.add(new["metadata"]["name"])
+        self.resolver.on_namespace(set(self.namespaces))
+
+    async def stop(self) -> None:
+        for udp, tcp in self.servers:
+            udp.close()
+            tcp.close()
+        for inf in self.informers:
+            await inf.stop()
+        self.forwarder.close()
+
+
+def fork_workers(n: int) -> list[int]:
+    """Fork n-1 copies of this process (before any event loop exists); returns their PIDs in
+    the first process and [] in the copies. A copy dies with the first (PR_SET_PDEATHSIG)."""
+    pids = []
+    for _ in range(max(0, n - 1)):
+        pid = os.fork()
+        if pid == 0:
+            _die_with_parent()
+            return []
+        pids.append(pid)
+    return pids
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

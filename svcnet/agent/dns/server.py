@@ -1,0 +1,254 @@
+"""The cluster DNS server: answers from a cache of wire responses, UDP and TCP, kept current by
+watches on Services, EndpointSlices and Namespaces.
+
+Theory of operation
+- `Resolver.respond(query_bytes)` is the whole server minus sockets. The hot path (`fast`) is a
+  dict lookup: the key is the query's question (lowered) and the value is the prepared response
+  minus its ID and question; the client's ID, RD bit and question bytes (its case) are spliced
+  in. A miss parses the query (`wire.parse_query`), asks the pure answerer (`answer.answer`),
+  encodes the response and stores it under the answer's owner. Queries with EDNS are cached
+  under their own key (the response carries OPT), and used only when they fit the client's size.
+- Invalidation: every Service/EndpointSlice event updates the `Catalog` and drops the cached
+  answers of the owner it names (that Service's names) and the ANYTHING owner (PTR, cross-
+  Service answers); a Namespace change drops everything. The cache holds at most
+  `max_entries` answers and is emptied when full, so random names cannot grow it without bound.
+- Bad input: shorter than a header or a response -> dropped; any other malformed query ->
+  FORMERR; opcode other than QUERY -> NOTIMP; class other than IN, zone transfers, names
+  outside the cluster with no upstream -> REFUSED. The server keeps serving whatever arrives.
+- Outside names go to the `Forwarder` (bounded pending table); an ExternalName whose target is
+  outside the cluster gets its CNAME followed by the target's records from upstream.
+- TCP: 2-byte length framing, pipelined queries answered in order, at most `max_tcp` open
+  connections (more are closed at once), idle ones closed after `tcp_idle` seconds.
+- The watches: Informers (list + watch, re-list on 410) on the API; the server answers only
+  after the first list of each (a DNS that starts empty would answer NXDOMAIN for everything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+
+from svcnet.agent.dns import wire
+from svcnet.agent.dns.answer import ANYTHING, Catalog, answer, service_info, slice_info
+from svcnet.agent.dns.forward import Forwarder
+from svcnet.agent.dns.wire import (ANY, AXFR, CNAME, IN, IXFR, NOERROR, NOTIMP, REFUSED,
+                                   SERVFAIL, FormatError)
+
+log = logging.getLogger("svcnet.dns")
+
+EDNS_TAG = b"\x00E"  # appended to the cache key of a query that carried EDNS
+
+
+class Resolver:
+    def __init__(self, catalog: Catalog, forwarder: Forwarder | None = None,
+                 max_entries: int = 200_000):
+        self.catalog = catalog
+        self.forwarder = forwarder
+        self.max_entries = max_entries
+        # key -> (header bytes 2..12 with RD clear, the same with RD set, records after the question)
+        self.cache: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        self.owners: dict[tuple | None, list[bytes]] = {}
+        self.stats = {"hits": 0, "misses": 0, "formerr": 0, "dropped": 0, "forwarded": 0}
+
+    # ---- the cache -------------------------------------------------------------------------
+
+    def fast(self, q: bytes) -> bytes | None:
+        """The cached response to a plain query (one question, no other records), or None.
+        The question is everything after the header, so it is the key as it stands."""
+        if q[4:12] != b"\x00\x01\x00\x00\x00\x00\x00\x00" or q[2] & 0xF8:
+            return None
+        v = self.cache.get(q[12:].lower())
+        if v is None:
+            return None
+        return b"".join((q[:2], v[q[2] & 1], q[12:], v[2]))
+
+    def invalidate(self, *owners) -> None:
+        for owner in owners:
+            for key in self.owners.pop(owner, ()):
+                self.cache.pop(key, None)
+
+    def clear(self) -> None:
+        self.cache.clear()
+        self.owners.clear()
+
+    def _store(self, key: bytes, owner, response: bytes, qlen: int) -> None:
+        if len(self.cache) >= self.max_entries:
+            self.clear()
+        hdr = bytearray(response[2:12])
+        hdr[0] &= 0xFE
+        rd0 = bytes(hdr)
+        hdr[0] |= 0x01
+        self.cache[key] = (rd0, bytes(hdr), response[12 + qlen:])
+        self.owners.setdefault(owner, []).append(key)
+
+    # ---- the full path ---------------------------------------------------------------------
+
+    async def respond(self, data: bytes, tcp: bool = False) -> bytes | None:
+        """The response to one query message (None: send nothing)."""
+        r = self.fast(data)
+        if r is not None:
+            self.stats["hits"] += 1
+            return r
+        return await self.slow(data, tcp)
+
+    def prepare(self, data: bytes, tcp: bool) -> tuple[bytes | None, object]:
+        """What `slow` can decide without waiting: (response, None) when done, or
+        (None, (query, answer)) when the answer needs upstream help."""
+        try:
+            q = wire.parse_query(data)
+        except FormatError:
+            r = wire.header_only(data, wire.FORMERR)
+            self.stats["formerr" if r else "dropped"] += 1
+            return r, None
+        if q.opcode != 0:
+            return wire.encode_response(q, NOTIMP, aa=False), None
+        if q.qclass != IN or q.qtype in (AXFR, IXFR):
+            return wire.encode_response(q, REFUSED, aa=False), None
+        key = q.question_wire.lower() + (EDNS_TAG if q.edns is not None else b"")
+        limit = 65535 if tcp else (min(q.edns, wire.EDNS_SIZE) if q.edns is not None else wire.MIN_UDP)
+        v = self.cache.get(key)
+        if v is not None and 12 + len(q.question_wire) + len(v[2]) <= limit:
+            self.stats["hits"] += 1
+            return b"".join((data[:2], v[q.rd], q.question_wire, v[2])), None
+        self.stats["misses"] += 1
+        a = answer(self.catalog, q.qname, q.qtype)
+        if a.forward or a.chase:
+            return None, (q, a)
+        r = wire.encode_response(q, a.rcode, a.answers, a.authority, a.additional, limit=limit)
+        if not r[2] & 0x02 and len(r) <= (wire.EDNS_SIZE if q.edns is not None else wire.MIN_UDP):
+            self._store(key, a.owner, r, len(q.question_wire))
+        return r, None
+
+    async def slow(self, data: bytes, tcp: bool = False) -> bytes | None:
+        r, pending = self.prepare(data, tcp)
+        if pending is None:
+            return r
+        q, a = pending
+        limit = 65535 if tcp else (min(q.edns, wire.EDNS_SIZE) if q.edns is not None else wire.MIN_UDP)
+        if a.forward:
+            if self.forwarder is None or not self.forwarder.upstreams:
+                return wire.encode_response(q, REFUSED, aa=False)
+            self.stats["forwarded"] += 1
+            reply = await self.forwarder.query(data, tcp)
+            return reply if reply is not None else wire.encode_response(q, SERVFAIL, aa=False)
+        # An ExternalName outside the cluster: its CNAME, then what upstream has for the target.
+        records = list(a.answers)
+        if q.qtype not in (CNAME, ANY) and self.forwarder is not None and self.forwarder.upstreams:
+            upstream = await self.forwarder.query(wire.encode_query(a.chase, q.qtype, 0), tcp)
+            if upstream is not None:
+                try:
+                    msg = wire.parse_message(upstream)
+                    records += [r for r in msg.answers if r.klass == IN]
+                except FormatError:
+                    pass
+        return wire.encode_response(q, NOERROR, records, limit=limit)
+
+    # ---- the watches -----------------------------------------------------------------------
+
+    def on_service(self, kind: str, old: dict | None, new: dict | None) -> None:
+        c = self.catalog
+        if new is None:
+            m = old["metadata"]
+            owner = c.delete_service(m.get("namespace") or "default", m["name"])
+        else:
+            owner = c.set_service(service_info(new))
+        self._changed(owner)
+
+    def on_slice(self, kind: str, old: dict | None, new: dict | None) -> None:
+        c = self.catalog
+        owners = []
+        info = slice_info(new) if new is not None else None
+        if info is None:
+            m = (old or new)["metadata"]
+            owners.append(c.delete_slice(m.get("namespace") or "default", m["name"]))
+        else:
+            owners.append(c.set_slice(info))
+        owners += c.stale_owners
+        c.stale_owners.clear()
+        self._changed(*[o for o in owners if o is not None])
+
+    def on_namespace(self, names: set[str]) -> None:
+        if names != self.catalog.namespaces:
+            self.catalog.set_namespaces(names)
+            self.clear()
+
+    def _changed(self, *owners) -> None:
+        self.invalidate(*owners, ANYTHING)
+        if self.catalog.namespaces is None:
+            self.invalidate(("namespaces",))
+
+
+# ---- sockets -------------------------------------------------------------------------------
+
+class UDPServer(asyncio.DatagramProtocol):
+    def __init__(self, resolver: Resolver):
+        self.resolver = resolver
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        r = self.resolver.fast(data)
+        if r is None:
+            r, pending = self.resolver.prepare(data, False)
+            if pending is not None:
+                asyncio.ensure_future(self._later(data, addr))
+                return
+            if r is None:
+                return
+        self.transport.sendto(r, addr)
+
+    async def _later(self, data: bytes, addr) -> None:
+        try:
+            r = await self.resolver.slow(data)
+        except Exception:
+            log.exception("answering a forwarded query")
+            return
+        if r is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(r, addr)
+
+    def error_received(self, exc) -> None:
+        log.debug("udp: %s", exc)
+
+
+class TCPServer:
+    def __init__(self, resolver: Resolver, max_tcp: int = 256, tcp_idle: float = 10.0):
+        self.resolver = resolver
+        self.max_tcp = max_tcp
+        self.tcp_idle = tcp_idle
+        self.open = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= self.max_tcp:
+            writer.close()
+            return
+        self.open += 1
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), self.tcp_idle)
+                n = struct.unpack("!H", head)[0]
+                data = await asyncio.wait_for(reader.readexactly(n), self.tcp_idle)
+                r = await self.resolver.respond(data, tcp=True)
+                if r is None:
+                    break
+                writer.write(struct.pack("!H", len(r)) + r)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+async def serve(resolver: Resolver, host: str, port: int, max_tcp: int = 256,
+                reuse_port: bool = False) -> tuple[asyncio.DatagramTransport, asyncio.AbstractServer]:
+    """Listen on host:port, UDP and TCP."""
+    loop = asyncio.get_running_loop()
+    udp, _ = await loop.create_datagram_endpoint(lambda: UDPServer(resolver), local_addr=(host, port),
+                                                 reuse_port=reuse_port or None)
+    tcp = TCPServer(resolver, max_tcp)
+    server = await asyncio.start_server(tcp.handle, host, port, reuse_address=True,
+                                        reuse_port=reuse_port or None, backlog=256)
+    return udp, server
