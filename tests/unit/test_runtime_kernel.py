@@ -58,6 +58,7 @@ DRIVER = textwrap.dedent('''
                             format="%(asctime)s %(name)s %(message)s")
         loop = asyncio.get_running_loop()
         rt = None
+        events = []
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)
             if not line:
@@ -69,7 +70,11 @@ DRIVER = textwrap.dedent('''
                 if op == "start":
                     rt = PodRuntime(Path(req["data_dir"]), "node-1", req["node_ip"],
                                     req["pod_cidr"], backoff_initial=req["backoff_initial"])
+                    rt.on_event = lambda pod, c, reason, message: events.append(
+                        [pod["metadata"]["name"], c, reason, message])
                     await rt.start()
+                elif op == "events":
+                    out = events
                 elif op == "sync":
                     await rt.sync_pod(req["pod"], req.get("env") or {})
                     out = rt.pod_status(req["pod"]["metadata"]["uid"])
@@ -521,3 +526,84 @@ def test_host_network_pod_runs_in_the_node_namespace(node):
     assert os.readlink(f"/proc/{pid}/ns/net") == node_ns
     assert host_if_name("uid-hostnet") not in links(node)
     rt.call("kill", uid="uid-hostnet", grace=2)
+
+
+# ---- lifecycle hooks ----------------------------------------------------------------------------
+
+def stamp_script(path: Path, what: str) -> str:
+    return f"echo {what} $(date +%s.%N) >> {path}"
+
+
+def as_root(c: dict) -> dict:
+    return dict(c, securityContext={"runAsUser": 0})  # to write into the test's private tmp dir
+
+
+def test_pre_stop_runs_before_sigterm_within_the_grace_period(node, tmp_path):
+    marks = tmp_path / "marks"
+    rt = node.runtime()
+    script = f"trap '{stamp_script(marks, 'term')}; exit 0' TERM; while true; do sleep 0.05; done"
+    rt.call("sync", pod=pod("hooked", [as_root({
+        "name": "c", "image": "busybox", "command": ["sh", "-c", script],
+        "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "sleep 0.5; " + stamp_script(
+            marks, "prestop")]}}}})]))
+    rt.wait("uid-hooked", ready, what="Ready")
+    final = rt.call("kill", uid="uid-hooked", grace=10)
+    assert final["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    lines = [line.split() for line in marks.read_text().splitlines()]
+    assert [what for what, _ in lines] == ["prestop", "term"]
+    assert float(lines[0][1]) <= float(lines[1][1])
+
+
+def test_pre_stop_sleep_action_and_its_time_counts_against_the_grace(node, tmp_path):
+    marks = tmp_path / "marks"
+    rt = node.runtime()
+    # SIGTERM is ignored: only SIGKILL ends it, at the end of the grace period (3 s), which
+    # includes the 1 s preStop sleep (the kubelet's minimum of 2 s after it does not apply).
+    rt.call("sync", pod=pod("sleepy", [as_root({
+        "name": "c", "image": "busybox",
+        "command": ["sh", "-c", f"trap '{stamp_script(marks, 'term')}' TERM; "
+                                "while true; do sleep 0.05; done"],
+        "lifecycle": {"preStop": {"sleep": {"seconds": 1}}}})]))
+    rt.wait("uid-sleepy", ready, what="Ready")
+    t0 = time.monotonic()
+    final = rt.call("kill", uid="uid-sleepy", grace=3)
+    took = time.monotonic() - t0
+    term = final["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 137  # SIGKILL
+    assert 2.8 <= took < 6, took
+    assert marks.read_text().startswith("term ")  # SIGTERM came (after the sleep)
+
+
+def test_failed_post_start_hook_kills_the_container_with_an_event(node):
+    rt = node.runtime(backoff_initial=0.2)
+    rt.call("sync", pod=pod("poststart", [{
+        "name": "c", "image": "busybox", "command": ["sleep", "1000"],
+        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo nope; exit 3"]}},
+                      "preStop": {"httpGet": {"port": 9}}}}], terminationGracePeriodSeconds=2))
+    status = rt.wait("uid-poststart", lambda s: s["containerStatuses"][0]["restartCount"] >= 1,
+                     timeout=20, what="a restart after the postStart hook failed")
+    last = status["containerStatuses"][0]["lastState"]["terminated"]
+    assert last["exitCode"] in (137, 143)
+    expected = ('Exec lifecycle hook ([sh -c echo nope; exit 3]) for Container "c" in Pod '
+                '"poststart_default(uid-poststart)" failed - error: command \'sh -c echo nope; '
+                'exit 3\' exited with 3: , message: "nope\\n"')
+    assert last["message"] == expected
+    events = rt.call("events")
+    assert ["poststart", "c", "FailedPostStartHook", expected] in events
+    # the kill ran the preStop hook too, and its failure (nothing on port 9) is an event
+    assert any(e[2] == "FailedPreStopHook" and e[3].startswith(
+        'HTTP lifecycle hook () for Container "c" in Pod "poststart_default(uid-poststart)" '
+        'failed - error: ') for e in events)
+
+
+def test_post_start_hook_holds_the_container_in_creating_until_it_succeeds(node):
+    rt = node.runtime()
+    rt.call("sync", pod=pod("slowstart", [dict(netexec(), lifecycle={
+        "postStart": {"exec": {"command": ["sh", "-c", "sleep 1"]}}})]))
+    first = rt.wait("uid-slowstart", lambda s: s["containerStatuses"][0]["state"].get("waiting"),
+                    what="the container waiting on its postStart hook")
+    assert first["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
+    assert not ready(first)
+    status = rt.wait("uid-slowstart", ready, timeout=15, what="Ready after the hook")
+    assert "running" in status["containerStatuses"][0]["state"]
+    assert rt.call("events") == []

@@ -13,7 +13,8 @@ Theory of operation
 - `stop()` stops watching and leaves everything running for the next agent; `teardown()`
   (`svcnet down`) removes every pod and the node's bridge and route.
 - Blocking work runs off the event loop: netlink (and sandbox holders) on one thread, container
-  starts on a small pool, exec probes on another.
+  starts on a small pool, exec probes and hooks on another.
+- Events the kubelet would record (FailedPostStartHook, FailedPreStopHook) go to `on_event`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ class PodRuntime:
         self._poll_task: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started = False
+        # (pod, container, reason, message) -> None: the agent records them as Warning Events
+        self.on_event = None
+
+    def record_event(self, pod: dict, container: str, reason: str, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(pod, container, reason, message)
 
     # ---- executors -------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ log = logging.getLogger("svcnet.agent.runtime")
 
 STATE_FILE = "state.json"
 MIN_GRACE = 2.0  # the kubelet never gives a container less than 2 seconds to stop
+HOOK_TIMEOUT = 300.0  # an exec or HTTP postStart hook that never ends is stopped after this
 
 
 def rfc3339(t: float | None = None) -> str:
@@ -106,6 +107,7 @@ class Container:
         self.started = False
         self.ready = False
         self.kill_reason: str | None = None
+        self.post_start = False            # the postStart hook is running: not running yet
         self.exited = asyncio.Event()
         self.uid = ct.DEFAULT_UID
         self.gid = ct.DEFAULT_GID
@@ -123,7 +125,7 @@ class Container:
         v = st.ContainerView(name=self.name, image=self.spec.get("image", ""),
                              restart_count=self.restart_count, image_id=self.image_id,
                              ready=self.ready and self.running, started=self.started and self.running)
-        if self.running:
+        if self.running and not self.post_start:
             v.state = {"running": {"startedAt": self.started_at}}
             v.container_id = self.container_id
             if self.last_state:
@@ -207,6 +209,7 @@ class PodWorker:
         self.terminal = False
         self.terminating = False
         self.closing = False               # the worker loop must end (kill or stop)
+        self.stopping = asyncio.Event()    # set with `closing`: long waits (hooks) give up
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.first_pass = asyncio.Event()
@@ -340,6 +343,7 @@ class PodWorker:
     async def close(self) -> None:
         """End the worker loop (after the pass in progress, if any)."""
         self.closing = True
+        self.stopping.set()
         self.wake.set()
         if self.task is not None and self.task is not asyncio.current_task():
             await asyncio.gather(self.task, return_exceptions=True)
@@ -618,10 +622,31 @@ class PodWorker:
         c.kill_reason = None
         c.exited = asyncio.Event()
         self.timings[f"container_ms:{c.name}"] = (time.perf_counter() - t0) * 1000
-        self._init_probes(c, time.monotonic(), None)
         self.watch(c, spawned.pidfd)
+        handler = (c.spec.get("lifecycle") or {}).get("postStart")
+        if handler and await self._post_start(c, handler):
+            return
+        self._init_probes(c, time.monotonic(), None)
         self.save()
         self.notify()
+
+    async def _post_start(self, c: Container, handler: dict) -> bool:
+        """Run the postStart hook as the kubelet does: the container counts as created, not
+        running, until it completes; if it fails, a FailedPostStartHook event and the container
+        is killed (preStop included), to be restarted as its policy says. True if it failed."""
+        c.post_start = True
+        self.save()
+        self.notify()
+        gen = c.gen
+        error = await self._hook_until(c, handler, "postStart", None)
+        c.post_start = False
+        if error is None or c.gen != gen or not c.running:
+            return False
+        log.warning("pod %s/%s: %s", self.namespace, self.name, error)
+        self.rt.record_event(self.pod, c.name, "FailedPostStartHook", error)
+        c.kill_reason = error
+        await self.terminate(c, self.grace())
+        return True
 
     def _prune_logs(self, c: Container) -> None:
         """Keep the current and the previous instance's log (as the kubelet does)."""
@@ -701,12 +726,24 @@ class PodWorker:
         self.wake.set()
 
     async def terminate(self, c: Container, grace: float) -> None:
-        """SIGTERM the container's process group, SIGKILL after `grace` seconds."""
+        """The kubelet's killContainer: the preStop hook (if any; its time counts against the
+        grace period), SIGTERM to the container's process group, SIGKILL when the rest of the
+        grace period (at least MIN_GRACE) is over."""
         if not c.running:
             return
         gen = c.gen
+        began = time.monotonic()
+        handler = (c.spec.get("lifecycle") or {}).get("preStop")
+        if handler and grace > 0:
+            error = await self._hook_until(c, handler, "preStop", grace)
+            if error is not None:
+                log.warning("pod %s/%s: %s", self.namespace, self.name, error)
+                self.rt.record_event(self.pod, c.name, "FailedPreStopHook", error)
+        if c.gen != gen or not c.running:
+            return
         ct.signal_group(c.pid, signal.SIGTERM, c.start_ticks)
-        if not await wait_event(c.exited, max(grace, MIN_GRACE)):
+        left = grace - (time.monotonic() - began)
+        if not await wait_event(c.exited, max(left, MIN_GRACE)):
             if c.gen == gen and c.running:
                 ct.signal_group(c.pid, signal.SIGKILL, c.start_ticks)
 
@@ -852,10 +889,7 @@ class PodWorker:
         async with self.lock:
             running = [c for c in self.containers() if c.running]
             if running:
-                began = time.monotonic()
-                await self._pre_stop(running, grace)  # preStop hooks count against the grace
-                left = grace - (time.monotonic() - began)
-                await asyncio.gather(*(self.terminate(c, left) for c in running))
+                await asyncio.gather(*(self.terminate(c, grace) for c in running))
                 await self._wait_exits(running, 5.0)
             for c in self.containers():
                 self._stop_probes(c)
@@ -863,32 +897,62 @@ class PodWorker:
                     self.unwatch(c)
             await self._release_sandbox()
 
-    async def _pre_stop(self, running: list[Container], grace: float) -> None:
-        hooks = []
-        for c in running:
-            handler = ((c.spec.get("lifecycle") or {}).get("preStop")) or {}
-            if handler:
-                hooks.append(self._run_hook(c, handler, grace))
-        if hooks:
-            await asyncio.wait([asyncio.ensure_future(h) for h in hooks], timeout=grace)
+    # ---- lifecycle hooks ------------------------------------------------------------------------
 
-    async def _run_hook(self, c: Container, handler: dict, grace: float) -> None:
-        try:
-            if handler.get("exec"):
-                await self.exec_in(c, [str(x) for x in handler["exec"].get("command") or []],
-                                   grace)
-            elif handler.get("httpGet"):
-                a = handler["httpGet"]
-                port = resolve_port(a.get("port"), c.spec)
-                if port:
-                    await http_get(a.get("host") or self.pod_ip or "127.0.0.1", port,
-                                   a.get("path") or "/", a.get("scheme") or "HTTP",
-                                   a.get("httpHeaders"), grace)
-            elif handler.get("sleep"):
-                await asyncio.sleep(min(float(handler["sleep"].get("seconds", 0)), grace))
-        except Exception as e:  # noqa: BLE001 - a failed hook does not stop the kill
-            log.warning("pod %s/%s: preStop hook of %s failed: %s", self.namespace, self.name,
-                        c.name, e)
+    async def _hook_until(self, c: Container, handler: dict, hook: str,
+                          timeout: float | None) -> str | None:
+        """Run a hook until it ends, `timeout` passes, the container exits or the worker stops;
+        the kubelet's failure message if it failed, else None."""
+        gen = c.gen
+        task = asyncio.ensure_future(self.run_hook(c, handler, timeout or HOOK_TIMEOUT))
+        waits = {task, asyncio.ensure_future(c.exited.wait())}
+        if hook == "postStart":
+            waits.add(asyncio.ensure_future(self.stopping.wait()))
+        done, pending = await asyncio.wait(waits, timeout=timeout,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        for p in pending:
+            p.cancel()
+        if task not in done:
+            if c.gen == gen and c.running and not self.stopping.is_set():
+                log.info("pod %s/%s: %s hook of %s did not finish within %gs", self.namespace,
+                         self.name, hook, c.name, timeout)
+            return None
+        return task.result()
+
+    async def run_hook(self, c: Container, handler: dict, timeout: float) -> str | None:
+        """One LifecycleHandler (exec, httpGet, sleep); None or the kubelet's failure message."""
+        where = f'for Container "{c.name}" in Pod "{self.name}_{self.namespace}({self.uid})"'
+        if handler.get("exec") is not None:
+            command = [str(x) for x in (handler["exec"] or {}).get("command") or []]
+            if self.sandbox is None or not command:
+                code, out = 126, "no command" if not command else "the pod has no sandbox"
+            else:
+                code, out = await self.rt.prober(
+                    ct.run_in_pod, command, c.env or {"PATH": ct.DEFAULT_PATH},
+                    self.sandbox.netns, ct.pod_hostname(self.pod), self.files(), c.uid, c.gid,
+                    timeout)
+            if code == 0:
+                return None
+            error = (f"command '{' '.join(command)}' exited with {code}: " if code is not None
+                     else out)
+            return (f"Exec lifecycle hook ([{' '.join(command)}]) {where} failed - error: "
+                    f"{error}, message: {json.dumps(out if code is not None else '')}")
+        if handler.get("httpGet") is not None:
+            a = handler["httpGet"] or {}
+            port = 80 if a.get("port") in (None, "") else resolve_port(a.get("port"), c.spec)
+            if port is None:
+                error = f"couldn't find port: {a.get('port')} in {c.name}"
+            else:
+                ok, error = await http_get(a.get("host") or self.pod_ip or "127.0.0.1", port,
+                                           a.get("path") or "/", a.get("scheme") or "HTTP",
+                                           a.get("httpHeaders"), timeout)
+                if ok or error.startswith("HTTP probe failed with statuscode"):
+                    return None  # any HTTP answer is a hook that ran
+            return f"HTTP lifecycle hook ({a.get('path', '')}) {where} failed - error: {error}"
+        if handler.get("sleep") is not None:
+            await asyncio.sleep(max(0.0, float((handler["sleep"] or {}).get("seconds", 0))))
+            return None
+        return f"Cannot run handler: invalid handler: {json.dumps(handler)}"
 
     def remove_files(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
