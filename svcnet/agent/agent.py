@@ -27,6 +27,8 @@ from aiohttp import web
 from svcnet.agent import metrics
 from svcnet.agent.envvars import pod_service_env
 from svcnet.agent.node import NodeAgent
+from svcnet.agent.announce import Announcer
+from svcnet.agent.proxy.healthcheck import HealthChecks
 from svcnet.agent.proxy.proxier import Proxier
 from svcnet.agent.proxy.ruleset import NodeInfo
 from svcnet.api.errors import APIError
@@ -127,6 +129,11 @@ class Agent:
                                                      self.cluster_cidr, self.service_cidr),
                                nft=self.nft)
         await self.proxier.start()
+        # LoadBalancer addresses answer ARP on this node; healthCheckNodePorts are served here.
+        self.announcer = Announcer(self.proxier.services, (self.node_ip,))
+        await self.announcer.start()
+        self.health_checks = HealthChecks(self.proxier, self.node_name, (self.node_ip,))
+        await self.health_checks.start()
         self.pods = Informer(self.client, POD)
         self.pods.add_handler(self._on_pod)
         self.pods.start()
@@ -147,6 +154,8 @@ class Agent:
         await self.pods.stop()
         if self.node_dns is not None:
             await self.node_dns.stop()
+        await self.health_checks.stop()
+        await self.announcer.stop()
         await self.proxier.stop()
         await self.runtime.stop()
         await self.node.stop()

@@ -1,7 +1,8 @@
 """`svcnet down`: stop this node's pods and remove everything svcnet made on it.
 
 Pods (their processes, sandbox holders, network namespaces, veths, per-pod files) go through
-the pod runtime's teardown; then the nftables table `svcnet` and the bridge with its routes.
+the pod runtime's teardown; then the nftables table `svcnet` and the bridge with its routes,
+and the link holding the LoadBalancer addresses (`svcnet-lb0`).
 Nothing else on the machine is touched. Safe to run twice, and with the agent stopped.
 """
 
@@ -12,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from svcnet.agent.agent import read_node_state
+from svcnet.agent.announce import LINK, DummyLink
 
 log = logging.getLogger("svcnet.down")
 
@@ -29,4 +31,6 @@ async def down(data_dir: Path) -> None:
         r = subprocess.run(["nft", "delete", "table", family, "svcnet"], capture_output=True, text=True)
         if r.returncode == 0:
             log.info("deleted nftables table %s svcnet", family)
+    if DummyLink().delete():
+        log.info("deleted the LoadBalancer address link %s", LINK)
     (data_dir / "node.json").unlink(missing_ok=True)

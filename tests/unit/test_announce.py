@@ -1,0 +1,91 @@
+"""The LoadBalancer announcer: which addresses are announced (pure), and, as root in throwaway
+network namespaces, that an address on `svcnet-lb0` answers ARP on the LAN and stops when it
+is removed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from svcnet.agent.announce import DummyLink, announced_addresses, gratuitous_arp_frame, reconcile
+from svcnet.world import World
+
+
+def lb(name: str, *ips: str, cls: str | None = None, type_: str = "LoadBalancer",
+       external: tuple = ()) -> dict:
+    spec = {"type": type_, "externalIPs": list(external)}
+    if cls:
+        spec["loadBalancerClass"] = cls
+    return {"metadata": {"namespace": "default", "name": name}, "spec": spec,
+            "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+
+
+def test_announced_addresses_are_owned_lb_ingress_addresses_except_the_nodes_own():
+    services = [
+        lb("pool", "192.168.1.240"),
+        lb("classed", "192.168.1.241", cls="svcnet.io/lb"),
+        lb("servicelb", "192.168.1.2"),                       # the node's own address
+        lb("nodeclass", "192.168.1.3", cls="svcnet.io/node-lb"),
+        lb("foreign", "192.168.1.250", cls="example.com/other"),
+        lb("v6", "fd00::1"),
+        lb("ext", type_="ClusterIP", external=("192.168.1.99",)),  # externalIPs: never
+    ]
+    assert announced_addresses(services, ["192.168.1.2"]) == {"192.168.1.240", "192.168.1.241"}
+
+
+def test_reconcile_is_a_sorted_diff():
+    assert reconcile({"10.0.0.9", "10.0.0.10"}, {"10.0.0.10", "10.0.0.2", "10.0.0.11"}) == \
+        (["10.0.0.2", "10.0.0.11"], ["10.0.0.9"])
+    assert reconcile({"10.0.0.1"}, {"10.0.0.1"}) == ([], [])
+
+
+def test_gratuitous_arp_frame_is_a_broadcast_reply_for_the_address():
+    mac = bytes.fromhex("020000000001")
+    f = gratuitous_arp_frame(mac, "192.168.1.240")
+    assert len(f) == 42
+    assert f[:6] == b"\xff" * 6 and f[6:12] == mac and f[12:14] == b"\x08\x06"
+    assert f[20:22] == b"\x00\x02"  # opcode: reply
+    assert f[22:28] == mac and f[28:32] == bytes([192, 168, 1, 240]) == f[38:42]
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                reason="needs root and iproute2 for network namespaces")
+
+
+@needs_root
+def test_an_address_on_the_dummy_link_answers_on_the_lan_until_removed(tmp_path):
+    world = World(f"svan{os.getpid() % 100000}")
+    with world:
+        link = DummyLink(netns=world.ns("node"))
+        link.ensure()
+        link.ensure()  # idempotent
+        assert link.addresses() == set()
+        (tmp_path / "index.html").write_text("announced\n")
+        world.spawn("node", sys.executable, "-m", "http.server", "8080", "--bind", "0.0.0.0",
+                    "--directory", str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def curl() -> str:
+            r = world.run("laptop", "curl", "-s", "--max-time", "1", "http://192.168.1.240:8080/")
+            return r.stdout
+
+        assert curl() == ""  # nobody has 192.168.1.240 yet
+        link.apply(["192.168.1.240"], [])
+        assert link.addresses() == {"192.168.1.240"}
+        deadline = time.monotonic() + 15
+        while curl() != "announced\n":
+            assert time.monotonic() < deadline, "the announced address never answered"
+            time.sleep(0.2)
+        mac = world.run("node", "cat", "/sys/class/net/eth0/address").stdout.strip()
+        neigh = world.run("laptop", "ip", "neigh", "show", "192.168.1.240").stdout
+        assert mac in neigh  # ARP answered by the node's LAN interface
+
+        link.apply([], ["192.168.1.240"])
+        assert link.addresses() == set()
+        world.run("laptop", "ip", "neigh", "flush", "all")
+        assert curl() == ""
+        assert link.delete() and not link.delete()
