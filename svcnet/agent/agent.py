@@ -118,6 +118,11 @@ class Agent:
                                          "podCIDR": pod_cidr, "serviceCIDR": self.service_cidr})
         self.runtime.on_event = lambda pod, container, reason, message: self.tasks.append(
             asyncio.ensure_future(self._event(pod, container, reason, message)))
+        # envFrom and configMapKeyRef read ConfigMaps from a cache, as the kubelet's manager does
+        self.config_maps = Informer(self.client, BY_KIND["ConfigMap"])
+        self.config_maps.start()
+        await self.config_maps.synced.wait()
+        self.runtime.config_map = self.config_maps.get
         await self.runtime.start()
         if self.dns is not None:
             from svcnet.agent.dns.node import NodeDNS
@@ -152,6 +157,7 @@ class Agent:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.pods.stop()
+        await self.config_maps.stop()
         if self.node_dns is not None:
             await self.node_dns.stop()
         await self.health_checks.stop()
