@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(log_path, "ab") as log:
             server = world.spawn("node", sys.executable, "-m", "svcnet.cli.main", "server",
                                  "--data-dir", str(data), "--node-ip", world.address("node"),
-                                 "--node-name", "node1", stdout=log, stderr=subprocess.STDOUT)
+                                 "--node-name", "node1",
+                                 # cluster DNS with no upstream: names outside cluster.local are
+                                 # REFUSED, never forwarded to this machine's resolvers
+                                 "--resolv-conf", "/dev/null",
+                                 stdout=log, stderr=subprocess.STDOUT)
         wait_for("the API server", lambda: kubeconfig.exists() and kubectl(
             world, kubeconfig, "get", "--raw=/readyz", check=False).returncode == 0, 60)
         kubectl(world, kubeconfig, "apply", "-f", "-", input=SEED.read_text())
@@ -89,6 +93,8 @@ svcnet is up: a single-node cluster in namespace {node}.
     ip netns exec {node} curl http://{ips.get('hello')}
   The front-end reaches the back-end through its ClusterIP {backend_ip}:
     ip netns exec {node} curl 'http://{ips.get('frontend')}:8080/dial?request=hostname&host={backend_ip}&port=80&tries=4'
+  ... and by its DNS name (cluster DNS at 10.96.0.10, through the pod's search path):
+    ip netns exec {node} curl 'http://{ips.get('frontend')}:8080/dial?request=hostname&host=backend&port=80&tries=4'
   kubectl:
     ip netns exec {node} kubectl --kubeconfig {kubeconfig} get pods,svc,endpointslices -o wide
 

@@ -123,7 +123,7 @@ class Catalog:
     services: dict[tuple[str, str], ServiceInfo] = field(default_factory=dict)
     slices: dict[tuple[str, str], dict[str, SliceInfo]] = field(default_factory=dict)
     namespaces: set[str] | None = None  # None: a namespace exists when it has a Service
-    _ptr: dict[str, dict[tuple, str]] = field(default_factory=dict)  # ip -> {source: name}
+    _ptr: dict[str, dict[tuple, tuple[int, str]]] = field(default_factory=dict)  # ip -> {source: (rank, name)}
     _slice_service: dict[tuple[str, str], str] = field(default_factory=dict)  # slice -> Service
     stale_owners: list[tuple] = field(default_factory=list)  # extra owners to invalidate
 
@@ -137,7 +137,7 @@ class Catalog:
         self._unindex_service(key)
         self.services[key] = info
         for ip in info.cluster_ips:
-            self._ptr.setdefault(ip, {})[("svc", *key)] = self.service_name(*key)
+            self._ptr.setdefault(ip, {})[("svc", *key)] = (0, self.service_name(*key))
         return ("svc", *key)
 
     def delete_service(self, namespace: str, name: str) -> tuple:
@@ -154,7 +154,7 @@ class Catalog:
         base = self.service_name(info.namespace, info.service)
         for ep in info.endpoints:
             self._ptr.setdefault(ep.ip, {})[("ep", info.namespace, info.name)] = (
-                f"{ep.hostname or dashed(ep.ip)}.{base}")
+                1 if ep.hostname else 2, f"{ep.hostname or dashed(ep.ip)}.{base}")
         return ("svc", info.namespace, info.service)
 
     def delete_slice(self, namespace: str, name: str) -> tuple | None:
@@ -216,12 +216,10 @@ class Catalog:
         return list(ports.values())
 
     def ptr(self, ip: str) -> str | None:
-        """ClusterIPs win over endpoint addresses; among equals, the smallest name."""
+        """The name of a ClusterIP, else of an endpoint with a hostname, else of any endpoint
+        with that address; among equals, the smallest name."""
         names = self._ptr.get(ip)
-        if not names:
-            return None
-        svc = sorted(n for k, n in names.items() if k[0] == "svc")
-        return svc[0] if svc else sorted(names.values())[0]
+        return min(names.values())[1] if names else None
 
 
 def _ip_key(ip: str):

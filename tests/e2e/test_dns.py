@@ -1,0 +1,259 @@
+"""Cluster DNS end to end (issue 5): kube-dns at 10.96.0.10, from the node and from pods.
+
+    laptop 192.168.1.10 (a fake upstream DNS) ---- LAN ---- node 192.168.1.2 (svcnet server + agent)
+                                                              | svcnet0 10.244.0.1 (cluster DNS :53)
+                                                            pods 10.244.0.x
+
+The server's --resolv-conf names only the laptop's fake upstream, so forwarded names never
+reach this machine's resolvers. Queries are made with dig (bind9-dnsutils) and, inside pods,
+with glibc (getent, netexec's /dial), through the pods' own resolv.conf and search path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import textwrap
+import urllib.parse
+
+import pytest
+
+from tests.e2e.cluster import poll, running_cluster, unique_prefix
+
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+              pytest.mark.skipif(shutil.which("dig") is None, reason="needs dig (bind9-dnsutils)")]
+
+DNS = "10.96.0.10"
+
+# A tiny upstream resolver for the laptop: *.example.test -> 192.168.1.10, anything else NXDOMAIN.
+FAKE_UPSTREAM = textwrap.dedent("""
+    import socket, struct, threading
+
+    def answer(q):
+        pos, labels = 12, []
+        while q[pos]:
+            labels.append(q[pos + 1:pos + 1 + q[pos]].decode().lower())
+            pos += 1 + q[pos]
+        qtype = struct.unpack("!H", q[pos + 1:pos + 3])[0]
+        known = ".".join(labels).endswith(".example.test")
+        rr = b""
+        if known and qtype == 1:
+            rr = b"\\xc0\\x0c" + struct.pack("!HHIH", 1, 1, 30, 4) + socket.inet_aton("192.168.1.10")
+        head = struct.pack("!HHHHH", 0x8180 | (0 if known else 3), 1, 1 if rr else 0, 0, 0)
+        return q[:2] + head + q[12:pos + 5] + rr
+
+    def tcp():
+        t = socket.socket()
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind(("192.168.1.10", 53))
+        t.listen()
+        while True:
+            c, _ = t.accept()
+            with c:
+                n = struct.unpack("!H", c.recv(2))[0]
+                q = b""
+                while len(q) < n:
+                    q += c.recv(n - len(q))
+                r = answer(q)
+                c.sendall(struct.pack("!H", len(r)) + r)
+
+    threading.Thread(target=tcp, daemon=True).start()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("192.168.1.10", 53))
+    while True:
+        q, addr = s.recvfrom(4096)
+        s.sendto(answer(q), addr)
+""")
+
+MANIFEST = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, labels: {app: web}}
+spec:
+  hostname: web-0
+  subdomain: peers
+  containers:
+  - name: netexec
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: [netexec, --http-port=8080, --udp-port=-1]
+    readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, labels: {app: web}}
+spec:
+  containers:
+  - name: netexec
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: [netexec, --http-port=8080, --udp-port=-1]
+    readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: peers}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  clusterIP: None
+  selector: {app: nobody}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec:
+  type: ExternalName
+  externalName: www.example.test
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dns")
+    resolv = tmp / "upstream-resolv.conf"
+    resolv.write_text("nameserver 192.168.1.10\n")
+    with running_cluster(unique_prefix("d"), tmp / "node", "--resolv-conf", str(resolv)) as c:
+        c.world.spawn("laptop", sys.executable, "-c", FAKE_UPSTREAM)
+        c.kubectl("apply", "-f", "-", input=MANIFEST)
+        poll(lambda: c.kubectl("wait", "--for=condition=Ready", "pod", "--all", "--timeout=1s",
+                               check=False).count("condition met") == 2, 90, "the pods to be Ready")
+        poll(lambda: dig(c, "kubernetes.default.svc.cluster.local") == ["10.96.0.1"], 60,
+             "the cluster DNS to answer at 10.96.0.10")
+        poll(lambda: len(dig(c, "peers.default.svc.cluster.local")) == 2, 30,
+             "the headless Service's endpoints")
+        yield c
+
+
+def dig(cluster, name: str, qtype: str = "A", *opts: str, host: str = "node") -> list[str]:
+    r = cluster.world.run(host, "dig", f"@{DNS}", "+short", "+time=2", "+tries=2", *opts, name, qtype)
+    return sorted(r.stdout.split("\n")[:-1]) if r.returncode == 0 else [f"dig failed: {r.stdout}"]
+
+
+def status(cluster, name: str, qtype: str = "A", host: str = "node") -> str:
+    out = cluster.world.run(host, "dig", f"@{DNS}", "+time=2", "+tries=2", name, qtype).stdout
+    return out.split("status: ", 1)[1].split(",", 1)[0] if "status: " in out else out
+
+
+def in_pod(cluster, pod: str, cmd: str) -> str:
+    """Run a shell command inside a pod (netexec /shell), with the pod's resolv.conf."""
+    url = f"http://{cluster.pod_ip(pod)}:8080/shell?cmd={urllib.parse.quote(cmd)}"
+    rc, body = cluster.curl("node", url, timeout=15)
+    assert rc == 0, body
+    return json.loads(body).get("output", "")
+
+
+def test_a_record_of_a_cluster_ip_service_over_udp_and_tcp_from_the_node(cluster):
+    ip = cluster.json("get", "svc", "web")["spec"]["clusterIP"]
+    assert dig(cluster, "web.default.svc.cluster.local") == [ip]
+    assert dig(cluster, "web.default.svc.cluster.local", "A", "+tcp") == [ip]
+    assert dig(cluster, "WeB.DeFault.svc.cluster.local") == [ip]  # names are case-insensitive
+    assert dig(cluster, "web.default.svc.cluster.local", "AAAA") == []  # IPv4 only: NODATA
+    assert status(cluster, "web.default.svc.cluster.local", "AAAA") == "NOERROR"
+
+
+def test_srv_for_named_ports(cluster):
+    assert dig(cluster, "_http._tcp.web.default.svc.cluster.local", "SRV") == [
+        "0 100 80 web.default.svc.cluster.local."]
+    web1 = cluster.pod_ip("web-1").replace(".", "-")  # no hostname: named by its address
+    assert dig(cluster, "_http._tcp.peers.default.svc.cluster.local", "SRV") == sorted([
+        "0 50 8080 web-0.peers.default.svc.cluster.local.",
+        f"0 50 8080 {web1}.peers.default.svc.cluster.local."])
+    assert status(cluster, "_nope._tcp.web.default.svc.cluster.local", "SRV") == "NXDOMAIN"
+
+
+def test_headless_service_hostnames_and_ptr(cluster):
+    ips = sorted(cluster.pod_ip(p) for p in ("web-0", "web-1"))
+    assert dig(cluster, "peers.default.svc.cluster.local") == ips
+    assert dig(cluster, "web-0.peers.default.svc.cluster.local") == [cluster.pod_ip("web-0")]
+    assert status(cluster, "nobody.default.svc.cluster.local") == "NXDOMAIN"  # no endpoints
+    web_ip = cluster.json("get", "svc", "web")["spec"]["clusterIP"]
+    assert dig(cluster, web_ip, "PTR", "-x") == ["web.default.svc.cluster.local."]
+    assert dig(cluster, cluster.pod_ip("web-0"), "PTR", "-x") == [
+        "web-0.peers.default.svc.cluster.local."]
+
+
+def test_external_name_is_a_cname_followed_upstream(cluster):
+    assert dig(cluster, "ext.default.svc.cluster.local") == ["192.168.1.10", "www.example.test."]
+    assert dig(cluster, "ext.default.svc.cluster.local", "CNAME") == ["www.example.test."]
+
+
+def test_unknown_names_are_nxdomain(cluster):
+    assert status(cluster, "nope.default.svc.cluster.local") == "NXDOMAIN"
+    assert status(cluster, "web.nonamespace.svc.cluster.local") == "NXDOMAIN"
+    assert status(cluster, "default.svc.cluster.local") == "NOERROR"  # the namespace exists
+
+
+def test_other_names_are_forwarded_to_the_resolv_conf_upstream(cluster):
+    assert dig(cluster, "api.example.test") == ["192.168.1.10"]
+    assert dig(cluster, "api.example.test", "A", "+tcp") == ["192.168.1.10"]  # TCP, forwarded over TCP
+    assert status(cluster, "missing.invalid") == "NXDOMAIN"  # the upstream's own answer
+
+
+def test_a_pod_resolves_services_by_short_name_through_its_search_path(cluster):
+    resolv = in_pod(cluster, "web-1", "cat /etc/resolv.conf")
+    assert f"nameserver {DNS}" in resolv and "search default.svc.cluster.local" in resolv
+    ip = cluster.json("get", "svc", "web")["spec"]["clusterIP"]
+    assert in_pod(cluster, "web-1", "getent hosts web").split() == [ip, "web.default.svc.cluster.local"]
+    assert in_pod(cluster, "web-1", "getent hosts web.default").split()[0] == ip
+    assert in_pod(cluster, "web-1", "getent hosts api.example.test").split()[0] == "192.168.1.10"
+    assert in_pod(cluster, "web-1", "getent hosts nope; echo rc=$?").strip() == "rc=2"
+    # netexec's /dial resolves the short name inside the pod and reaches both back ends
+    rc, body = cluster.curl("node", f"http://{cluster.pod_ip('web-1')}:8080/dial?request=hostname"
+                                    "&protocol=http&host=web&port=80&tries=20", timeout=30)
+    assert rc == 0 and set(json.loads(body)["responses"]) == {"web-0", "web-1"}, body
+
+
+def test_dig_from_a_pod_srv_and_tcp(cluster):
+    out = in_pod(cluster, "web-0", "dig +short +search _http._tcp.web SRV; dig +short +tcp +search web")
+    ip = cluster.json("get", "svc", "web")["spec"]["clusterIP"]
+    assert out.split("\n")[:2] == ["0 100 80 web.default.svc.cluster.local.", ip]
+
+
+def test_malformed_queries_get_formerr_and_the_server_keeps_serving(cluster):
+    probe = textwrap.dedent(f"""
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        s.sendto(b"\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x3fxx", ("{DNS}", 53))
+        r = s.recv(512)
+        print(r[:2].hex(), r[3] & 15)
+        s.sendto(b"\\x01", ("{DNS}", 53))  # not even a header: dropped
+    """)
+    out = cluster.world.run("node", sys.executable, "-c", probe)
+    assert out.stdout.split() == ["1234", "1"], out.stderr  # FORMERR, the query's ID
+    assert dig(cluster, "kubernetes.default.svc.cluster.local") == ["10.96.0.1"]
+
+
+def test_answers_follow_changes(cluster):
+    cluster.kubectl("create", "service", "clusterip", "late", "--tcp=80:8080")
+    ip = cluster.json("get", "svc", "late")["spec"]["clusterIP"]
+    poll(lambda: dig(cluster, "late.default.svc.cluster.local") == [ip], 10, "the new Service")
+    cluster.kubectl("delete", "service", "late")
+    poll(lambda: status(cluster, "late.default.svc.cluster.local") == "NXDOMAIN", 10,
+         "the deleted Service to be gone")
+
+
+def test_kube_dns_service_and_its_endpoint_slice(cluster):
+    svc = cluster.json("get", "svc", "kube-dns", "-n", "kube-system")
+    assert svc["spec"]["clusterIP"] == DNS and "selector" not in svc["spec"]
+    assert {(p["name"], p["protocol"], p["port"]) for p in svc["spec"]["ports"]} == {
+        ("dns", "UDP", 53), ("dns-tcp", "TCP", 53)}
+    slices = cluster.json("get", "endpointslices", "-n", "kube-system",
+                          "-l", "kubernetes.io/service-name=kube-dns")["items"]
+    assert [s["endpoints"][0]["addresses"] for s in slices] == [["10.244.0.1"]]
+    assert slices[0]["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "svcnet-agent"
