@@ -106,6 +106,16 @@ table ip svcnet {
 			10.96.0.53 . 53 . 0 : 10.244.0.7 . 5353,
 		}
 	}
+	map external-cluster {
+		type ipv4_addr . inet_proto . inet_service : verdict
+	}
+	set firewall-allow {
+		type ipv4_addr . inet_proto . inet_service . ipv4_addr
+		flags interval
+	}
+	set firewall-ips {
+		type ipv4_addr . inet_proto . inet_service
+	}
 	set hairpin {
 		type ipv4_addr . ipv4_addr
 		elements = {
@@ -114,6 +124,12 @@ table ip svcnet {
 			10.244.0.4 . 10.244.0.4,
 			10.244.0.7 . 10.244.0.7,
 		}
+	}
+	map local-endpoints-tcp {
+		typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport
+	}
+	map local-endpoints-udp {
+		typeof ip daddr . udp dport . numgen random mod 1 : ip daddr . udp dport
 	}
 	map no-endpoint-nodeports {
 		type inet_proto . inet_service : verdict
@@ -124,6 +140,9 @@ table ip svcnet {
 			10.96.0.20 . tcp . 80 : goto reject-chain,
 		}
 	}
+	map nodeport-cluster {
+		type inet_proto . inet_service : verdict
+	}
 	map nodeport-endpoints-tcp {
 		typeof tcp dport . numgen random mod 1 : ip daddr . tcp dport
 		elements = {
@@ -133,6 +152,12 @@ table ip svcnet {
 		}
 	}
 	map nodeport-endpoints-udp {
+		typeof udp dport . numgen random mod 1 : ip daddr . udp dport
+	}
+	map nodeport-local-endpoints-tcp {
+		typeof tcp dport . numgen random mod 1 : ip daddr . tcp dport
+	}
+	map nodeport-local-endpoints-udp {
 		typeof udp dport . numgen random mod 1 : ip daddr . udp dport
 	}
 	map service-ips {
@@ -175,10 +200,18 @@ table ip svcnet {
 	chain filter-output {
 		type filter hook output priority -110; policy accept;
 		ct state new jump service-endpoints-check
+		ct state new jump firewall-check
 	}
 	chain filter-output-post-dnat {
 		type filter hook output priority -90; policy accept;
 		ct state new jump cluster-ips-check
+	}
+	chain filter-prerouting {
+		type filter hook prerouting priority -110; policy accept;
+		ct state new jump firewall-check
+	}
+	chain firewall-check {
+		ip daddr . meta l4proto . th dport @firewall-ips ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow drop
 	}
 	chain masquerading {
 		ct status dnat ip saddr . ip daddr @hairpin meta mark set meta mark or 0x4000
@@ -432,8 +465,8 @@ def test_endpoint_removed_deletes_its_elements_and_repoints_the_service_to_the_s
     tx = partial_transaction(old, new)
     assert tx.text() == textwrap.dedent("""\
         add chain ip svcnet ep-tcp-2
-        add rule ip svcnet ep-tcp-2 dnat ip to ip daddr . tcp dport . numgen random mod 2 map @endpoints-tcp
         add chain ip svcnet np-tcp-2
+        add rule ip svcnet ep-tcp-2 dnat ip to ip daddr . tcp dport . numgen random mod 2 map @endpoints-tcp
         add rule ip svcnet np-tcp-2 meta mark set meta mark or 0x4000
         add rule ip svcnet np-tcp-2 dnat ip to tcp dport . numgen random mod 2 map @nodeport-endpoints-tcp
         delete element ip svcnet service-ips {

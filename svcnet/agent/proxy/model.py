@@ -1,17 +1,19 @@
 """An in-memory nftables that reads `nft -f` text, and a tracer that walks a packet through it.
 
 After knftables' Fake and kube-proxy's nftables test tracer. `Model.apply` parses the statement
-forms that svcnet writes (add/delete table; add chain, optionally a base chain; delete chain;
-add rule; add set/map by `type` or `typeof`; add/delete element) and applies them to a copy of
-its tables, swapping the copy in only if every statement succeeds, like the kernel's
-transactions. It refuses what nft refuses, with nft's reasons:
+forms that svcnet writes (add/delete table; add chain, optionally a base chain; flush/delete
+chain; add rule; add/delete set/map by `type` or `typeof`, with `flags` and `timeout`;
+add/delete element) and applies them to a copy of its tables, swapping the copy in only if
+every statement succeeds, like the kernel's transactions. It refuses what nft refuses, with
+nft's reasons:
 
 - delete of a missing table, chain or element: "No such file or directory";
 - add of an existing element with a different value, or of an existing set/map with a different
   type: "File exists"; add of an existing chain with different hook parameters: "Operation not
   supported";
 - a rule, element or `goto` naming a missing chain, set or map: "No such file or directory";
-  delete of a chain that a rule or map element still jumps to: "Device or resource busy";
+  delete of a chain that a rule or map element still jumps to, or of a set a rule still uses:
+  "Device or resource busy";
 - an element whose atoms do not fit the declared types;
 - nft 1.0.6's "conflicting protocols specified: ip vs. th": a map whose typeof value mentions
   `th` can be declared and used only in the transaction that creates it.
@@ -24,7 +26,10 @@ The tracer follows the first packet of a connection (conntrack state new) throug
 kernel would run: prerouting, then input (local destination) or forward + postrouting; or, for a
 locally generated packet, output, postrouting, and input if the destination is local. Base
 chains of a hook run in priority order. `numgen random mod N` is explored for every value, so a
-Result lists every possible outcome.
+Result lists every possible outcome. Sets with `flags interval` match prefixes. What the packet
+would write into dynamic sets (`update @set { ip saddr }`, session affinity) is part of its
+outcome; `Model.remember(outcome)` writes it, as the kernel would have for that connection,
+so the next trace sees it (timeouts do not expire in the model).
 """
 
 from __future__ import annotations
@@ -86,13 +91,30 @@ DATATYPES = {"ipv4_addr": _ipv4, "inet_proto": _proto, "inet_service": _number(1
 @dataclass
 class _Container:
     kind: str  # "set" | "map"
-    decl: str  # "type ..." or "typeof ..."
+    decl: str  # "type ..." or "typeof ...", then "; flags ..." and "; timeout ..." if given
     key_types: tuple[str, ...]
     value_types: tuple[str, ...]
     elements: dict[str, str | None] = field(default_factory=dict)
+    interval: bool = False
 
     def copy(self) -> _Container:
-        return _Container(self.kind, self.decl, self.key_types, self.value_types, dict(self.elements))
+        return _Container(self.kind, self.decl, self.key_types, self.value_types,
+                          dict(self.elements), self.interval)
+
+    def contains(self, key: str) -> bool:
+        if key in self.elements:
+            return True
+        if not self.interval:
+            return False
+        atoms = key.split(" . ")
+        return any(all(_atom_matches(a, e) for a, e in zip(atoms, element.split(" . ")))
+                   for element in self.elements)
+
+
+def _atom_matches(value: str, element_atom: str) -> bool:
+    if "/" in element_atom:
+        return ipaddress.IPv4Address(value) in ipaddress.IPv4Network(element_atom)
+    return value == element_atom
 
 
 class _Rule(NamedTuple):
@@ -141,7 +163,8 @@ class Model:
         for (family, name), table in sorted(self.tables.items()):
             out.append(f"table {family} {name} {{\n")
             for cname, c in sorted(table.containers.items()):
-                out.append(f"\t{c.kind} {cname} {{\n\t\t{c.decl}\n")
+                decl = c.decl.replace("; ", "\n\t\t")
+                out.append(f"\t{c.kind} {cname} {{\n\t\t{decl}\n")
                 if c.elements:
                     out.append("\t\telements = {\n")
                     for k in sorted(c.elements, key=_natural):
@@ -160,6 +183,13 @@ class Model:
 
     def elements(self, container: str, family: str = "ip", table: str = "svcnet") -> dict[str, str | None]:
         return dict(self.tables[(family, table)].containers[container].elements)
+
+    def remember(self, outcome: Outcome) -> None:
+        """Write what the connection of `outcome` wrote into dynamic sets (session affinity)."""
+        for name, element in outcome.updates:
+            for table in self.tables.values():
+                if name in table.containers:
+                    table.containers[name].elements[element] = None
 
 
 def _natural(key: str):
@@ -247,6 +277,22 @@ def _delete_chain(table: _Table, key, fresh, name: str, stmt: str) -> None:
     del table.chains[name]
 
 
+def _flush_chain(table: _Table, key, fresh, name: str, stmt: str) -> None:
+    if name not in table.chains:
+        raise NftError(ENOENT)
+    table.chains[name].rules.clear()
+
+
+def _delete_container(table: _Table, key, fresh, name: str, stmt: str) -> None:
+    if name not in table.containers:
+        raise NftError(ENOENT)
+    if any(s[0] in _USES_CONTAINER and s[2] == name
+           for chain in table.chains.values() for r in chain.rules for s in r.steps):
+        raise NftError(f"Could not process rule: {EBUSY}")
+    del table.containers[name]
+    fresh.discard(key + (name,))
+
+
 def _add_rule(table: _Table, key, fresh, name: str, stmt: str) -> None:
     chain = table.chains.get(name)
     if chain is None:
@@ -254,9 +300,11 @@ def _add_rule(table: _Table, key, fresh, name: str, stmt: str) -> None:
     tokens = stmt.split()[5:]
     steps = _compile(tokens)
     for step in steps:
-        if step[0] == "verdict" and step[2] is not None and step[2] not in table.chains:
+        targets = [step[2]] if step[0] == "verdict" and step[2] is not None else \
+            [v.split()[1] for v in step[2].values() if " " in v] if step[0] == "anonvmap" else []
+        if any(t not in table.chains for t in targets):
             raise NftError(f"Could not process rule: {ENOENT}")
-        if step[0] in ("in", "vmap", "dnat"):
+        if step[0] in _USES_CONTAINER:
             container = table.containers.get(step[2])
             if container is None:
                 raise NftError(f"Could not process rule: {ENOENT}")
@@ -274,11 +322,16 @@ def _check_th_quirk(container: _Container, key, fresh, name: str) -> None:
 
 def _add_container(kind: str):
     def add(table: _Table, key, fresh, name: str, stmt: str) -> None:
-        decl = " ".join(_braces(stmt).replace(";", " ").split())
-        how, _, spec = decl.partition(" ")
-        keypart, _, valuepart = spec.partition(" : ")
-        if how not in ("type", "typeof") or (kind == "map") != bool(valuepart):
+        clauses = [" ".join(c.split()) for c in _braces(stmt).split(";") if c.strip()]
+        if not clauses:
             raise NftError(f"syntax error in {kind} declaration")
+        how, _, spec = clauses[0].partition(" ")
+        keypart, _, valuepart = spec.partition(" : ")
+        options = dict(c.partition(" ")[::2] for c in clauses[1:])
+        if how not in ("type", "typeof") or (kind == "map") != bool(valuepart) \
+                or set(options) - {"flags", "timeout"}:
+            raise NftError(f"syntax error in {kind} declaration")
+        decl = "; ".join(clauses)
         existing = table.containers.get(name)
         if existing is not None:
             if existing.kind != kind or existing.decl != decl:
@@ -288,7 +341,8 @@ def _add_container(kind: str):
         key_types, value_types = _datatypes(how, keypart), _datatypes(how, valuepart)
         if any(t not in DATATYPES for t in key_types + value_types):
             raise NftError(f"unknown datatype in {decl!r}")
-        table.containers[name] = _Container(kind, decl, key_types, value_types)
+        table.containers[name] = _Container(kind, decl, key_types, value_types,
+                                            interval="interval" in options.get("flags", "").split(","))
         fresh.add(key + (name,))
     return add
 
@@ -311,14 +365,29 @@ def _elements(table: _Table, name: str, stmt: str):
     return container, [e for e in items if e]
 
 
-def _atoms(text: str, types: tuple[str, ...]) -> str:
+def _atoms(text: str, types: tuple[str, ...], interval: bool = False) -> str:
     atoms = text.split(" . ") if types != ("verdict",) else [text]
     if len(atoms) != len(types):
         raise NftError(f"syntax error, {text!r} does not match {' . '.join(types)}")
     try:
-        return " . ".join(DATATYPES[t](a) for t, a in zip(types, atoms))
+        return " . ".join(_prefix(a) if interval and t == "ipv4_addr" and "/" in a else DATATYPES[t](a)
+                          for t, a in zip(types, atoms))
     except ValueError:
         raise NftError(f"Could not parse {' . '.join(types)}: {text!r}") from None
+
+
+def _prefix(atom: str) -> str:
+    """A prefix in an interval set; nft refuses one with host bits set."""
+    net = ipaddress.IPv4Network(atom)
+    return str(net.network_address) if net.prefixlen == 32 else str(net)
+
+
+def _overlap(a: str, b: str, types: tuple[str, ...]) -> bool:
+    """Whether two interval-set keys overlap (address atoms as prefixes, the rest equal)."""
+    def net(atom: str, t: str):
+        return ipaddress.IPv4Network(atom) if t == "ipv4_addr" else atom
+    pairs = [(net(x, t), net(y, t)) for x, y, t in zip(a.split(" . "), b.split(" . "), types)]
+    return all(x.overlaps(y) if isinstance(x, ipaddress.IPv4Network) else x == y for x, y in pairs)
 
 
 def _add_element(table: _Table, key, fresh, name: str, stmt: str) -> None:
@@ -327,20 +396,23 @@ def _add_element(table: _Table, key, fresh, name: str, stmt: str) -> None:
         k, sep, v = item.partition(" : ")
         if bool(sep) != (container.kind == "map"):
             raise NftError(f"syntax error in element {item!r}")
-        k = _atoms(k, container.key_types)
+        k = _atoms(k, container.key_types, container.interval)
         value = _atoms(v, container.value_types) if sep else None
         if value is not None and container.value_types == ("verdict",) and " " in value \
                 and value.split()[1] not in table.chains:
             raise NftError(f"Could not process rule: {ENOENT}")
         if k in container.elements and container.elements[k] != value:
             raise NftError(f"Could not process rule: {EEXIST}")
+        if container.interval and k not in container.elements and any(
+                _overlap(k, other, container.key_types) for other in container.elements):
+            raise NftError(f"Could not process rule: {EEXIST}")  # intervals may not overlap
         container.elements[k] = value
 
 
 def _delete_element(table: _Table, key, fresh, name: str, stmt: str) -> None:
     container, items = _elements(table, name, stmt)
     for item in items:
-        k = _atoms(item.partition(" : ")[0], container.key_types)
+        k = _atoms(item.partition(" : ")[0], container.key_types, container.interval)
         if container.elements.pop(k, _MISSING) is _MISSING:
             raise NftError(f"Could not process rule: {ENOENT}")
 
@@ -350,6 +422,9 @@ _MISSING = object()
 _HANDLERS = {
     ("add", "chain"): _add_chain,
     ("delete", "chain"): _delete_chain,
+    ("flush", "chain"): _flush_chain,
+    ("delete", "set"): _delete_container,
+    ("delete", "map"): _delete_container,
     ("add", "rule"): _add_rule,
     ("add", "set"): _add_container("set"),
     ("add", "map"): _add_container("map"),
@@ -360,13 +435,16 @@ _HANDLERS = {
 
 # --- rules ---------------------------------------------------------------------------------
 # A rule compiles to steps:
-#   ("cmp", expr, "=="|"!=", literal)    ("in", expr, set)      ("mask", expr, mask, op, value)
-#   ("vmap", expr, map)    ("dnat", expr, map)    ("mark", "or"|"xor", value)    ("masquerade",)
+#   ("cmp", expr, "=="|"!=", literal)    ("in", expr, set, negated)  ("mask", expr, mask, op, value)
+#   ("vmap", expr, map)    ("anonvmap", expr, {value: verdict})    ("dnat", expr, map)
+#   ("dnatto", "ip:port")  ("update", expr, set)    ("mark", "or"|"xor", value)    ("masquerade",)
 #   ("verdict", "accept"|"drop"|"reject"|"return"|"jump"|"goto", chain or None)
 # where expr is a tuple of field names (a concatenation).
 
 FIELDS = {("ip", "saddr"), ("ip", "daddr"), ("meta", "l4proto"), ("meta", "mark"), ("th", "dport"),
-          ("tcp", "dport"), ("udp", "dport"), ("ct", "state"), ("ct", "status"), ("fib", "daddr", "type")}
+          ("tcp", "dport"), ("udp", "dport"), ("ct", "state"), ("ct", "status"), ("fib", "daddr", "type"),
+          ("fib", "saddr", "type")}
+_USES_CONTAINER = ("in", "vmap", "dnat", "update")
 MARK_OPS = {"or": "or", "|": "or", "xor": "xor", "^": "xor"}
 
 
@@ -388,21 +466,45 @@ def _compile(tokens: list[str]) -> list[tuple]:
             elif t == "dnat":
                 if tokens[i + 1:i + 3] != ["ip", "to"]:
                     raise NftError("syntax error, expected dnat ip to")
+                if re.fullmatch(r"[\d.]+:\d+", tokens[i + 3]):
+                    if not any(s[0] == "cmp" and s[1] == ("meta l4proto",) for s in steps):
+                        raise NftError("transport protocol mapping is only valid after transport protocol match")
+                    ip, port = tokens[i + 3].split(":")
+                    steps.append(("dnatto", f"{_ipv4(ip)}:{_number(1 << 16)(port)}"))
+                    i += 4
+                    continue
                 expr, i = _expr(tokens, i + 3, steps)
                 steps.append(("dnat", expr, _set_name(tokens, i, "map")))
                 i += 2
+            elif t == "update":
+                name = tokens[i + 1]
+                if not name.startswith("@") or tokens[i + 2] != "{":
+                    raise NftError("syntax error, expected update @set { expr }")
+                expr, i = _expr(tokens, i + 3, steps)
+                if tokens[i] != "}":
+                    raise NftError("syntax error, expected }")
+                steps.append(("update", expr, name[1:]))
+                i += 1
             else:
                 expr, i = _expr(tokens, i, steps)
                 nxt = tokens[i]
-                if nxt == "vmap":
+                if nxt == "vmap" and tokens[i + 1] == "{":
+                    end = tokens.index("}", i)
+                    pairs = [e.split(" : ") for e in " ".join(tokens[i + 2:end]).split(",")]
+                    steps.append(("anonvmap", expr, {k.strip(): _verdict(v.strip()) for k, v in pairs}))
+                    i = end + 1
+                elif nxt == "vmap":
                     steps.append(("vmap", expr, _set_name(tokens, i, "vmap")))
                     i += 2
                 elif nxt == "set" and expr == ("meta mark",) and tokens[i + 1:i + 3] == ["meta", "mark"]:
                     steps.append(("mark", MARK_OPS[tokens[i + 3]], int(tokens[i + 4], 0)))
                     i += 5
                 elif nxt.startswith("@"):
-                    steps.append(("in", expr, nxt[1:]))
+                    steps.append(("in", expr, nxt[1:], False))
                     i += 1
+                elif nxt in ("==", "!=") and tokens[i + 1].startswith("@"):
+                    steps.append(("in", expr, tokens[i + 1][1:], nxt == "!="))
+                    i += 2
                 elif nxt == "&":
                     steps.append(("mask", expr, int(tokens[i + 1], 0), tokens[i + 2], int(tokens[i + 3], 0)))
                     i += 4
@@ -454,6 +556,7 @@ class Outcome(NamedTuple):
     verdict: str  # accept | drop | reject
     dnat: str | None  # "ip:port" the first packet was DNATed to
     masquerade: bool
+    updates: tuple = ()  # (set name, element) written by `update @set`
 
     def __str__(self) -> str:
         if self.verdict != "accept":
@@ -510,6 +613,7 @@ class _Packet:
     mark: int = 0
     dnat: str | None = None
     masquerade: bool = False
+    updates: list = field(default_factory=list)
 
     def is_local(self, addr: str) -> bool:
         return addr in self.local or addr.startswith("127.")
@@ -546,7 +650,7 @@ def trace(model: Model, src_ip: str, dst_ip: str, proto: str, dport: int,
         choices = _Choices(pending.pop())
         pkt = _Packet(src_ip, dst_ip, proto, dport, frozenset(local_ips))
         verdict = _walk(model, hook, pkt, choices) or "accept"
-        outcomes.add(Outcome(verdict, pkt.dnat, pkt.masquerade))
+        outcomes.add(Outcome(verdict, pkt.dnat, pkt.masquerade, tuple(pkt.updates)))
         for depth in range(len(choices.prefix), len(choices.made)):
             pending.extend(tuple(choices.made[:depth]) + (alt,) for alt in range(1, choices.sizes[depth]))
     return Result(tuple(sorted(outcomes, key=lambda o: (o.verdict, not o.masquerade, _natural(o.dnat or "")))))
@@ -613,6 +717,7 @@ def _field(name: str, pkt: _Packet, choices: _Choices):
         "ct state": lambda: frozenset({"new"}),
         "ct status": lambda: frozenset({"dnat"} if pkt.dnat else ()),
         "fib daddr type": lambda: "local" if pkt.is_local(pkt.daddr) else "unicast",
+        "fib saddr type": lambda: "local" if pkt.is_local(pkt.saddr) else "unicast",
     }[name]()
 
 
@@ -641,10 +746,18 @@ def _rule(table: _Table, steps: tuple, pkt: _Packet, choices: _Choices) -> str |
             if ((_field(expr[0], pkt, choices) & mask) == value) != (cmp == "=="):
                 return None
         elif op == "in":
-            if _key(step[1], pkt, choices) not in table.containers[step[2]].elements:
+            if table.containers[step[2]].contains(_key(step[1], pkt, choices)) == step[3]:
                 return None
         elif op == "vmap":
             return table.containers[step[2]].elements.get(_key(step[1], pkt, choices))
+        elif op == "anonvmap":
+            return step[2].get(_key(step[1], pkt, choices))
+        elif op == "update":
+            pkt.updates.append((step[2], _key(step[1], pkt, choices)))
+        elif op == "dnatto":
+            ip, port = step[1].split(":")
+            pkt.daddr, pkt.dport, pkt.dnat = ip, int(port), step[1]
+            return "accept"
         elif op == "dnat":
             v = table.containers[step[2]].elements.get(_key(step[1], pkt, choices))
             if v is None:

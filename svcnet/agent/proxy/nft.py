@@ -4,10 +4,11 @@ After kubernetes-sigs/knftables: a `Transaction` is a queue of (verb, object) fo
 `text()` is what `nft -f -` reads, so the kernel applies it all or nothing. Objects do not name
 their table: the transaction does (`family`, `table`).
 
-Verbs are `add` (create if missing; an existing identical object is left alone) and `delete`
-(fails if missing). Elements travel in batches, one `Elements` per set or map, written as one
-statement with one element per line: nft parses that far faster than one statement per element,
-and an error still points at the line of the offending element.
+Verbs are `add` (create if missing; an existing identical object is left alone), `delete`
+(fails if missing) and `flush` (empty a chain of its rules, keeping the chain). Elements
+travel in batches, one `Elements` per set or map, written as one statement with one element
+per line: nft parses that far faster than one statement per element, and an error still points
+at the line of the offending element.
 
 `NftError` is what both the real applier (apply.py) and the in-memory model (model.py) raise when
 nft would refuse a transaction.
@@ -51,14 +52,22 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Set:
-    """A set declared by `type` (e.g. "ipv4_addr") or by `typeof` (e.g. "ip daddr")."""
+    """A set declared by `type` (e.g. "ipv4_addr") or by `typeof` (e.g. "ip daddr"), with
+    optional `flags` ("interval", "dynamic,timeout") and default element `timeout` (seconds)."""
 
     name: str
     type: str = ""
     typeof: str = ""
+    flags: str = ""
+    timeout: int | None = None
 
     def spec(self) -> str:
-        return f" {{ type {self.type} ; }}" if self.type else f" {{ typeof {self.typeof} ; }}"
+        out = f" {{ type {self.type} ;" if self.type else f" {{ typeof {self.typeof} ;"
+        if self.flags:
+            out += f" flags {self.flags} ;"
+        if self.timeout is not None:
+            out += f" timeout {self.timeout}s ;"
+        return out + " }"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +102,13 @@ class Transaction:
         self.ops.append(("add", obj))
 
     def delete(self, obj: Object) -> None:
-        if isinstance(obj, (Rule, Set)):
-            raise TypeError(f"delete of {type(obj).__name__} is not supported")
+        if isinstance(obj, Rule):
+            raise TypeError("delete of a Rule is not supported")
         self.ops.append(("delete", obj))
+
+    def flush(self, chain: Chain) -> None:
+        """Remove every rule of `chain` (then add its new rules)."""
+        self.ops.append(("flush", chain))
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -118,8 +131,8 @@ class Transaction:
                 out.append(f"{verb} table {where}\n")
             elif type(obj) is Rule:
                 out.append(f"{verb} rule {where} {obj.chain} {obj.rule}\n")
-            elif verb == "delete":
-                out.append(f"delete {_KEYWORD[type(obj)]} {where} {obj.name}\n")
+            elif verb in ("delete", "flush"):
+                out.append(f"{verb} {_KEYWORD[type(obj)]} {where} {obj.name}\n")
             else:
                 out.append(f"add {_KEYWORD[type(obj)]} {where} {obj.name}{obj.spec()}\n")
         return "".join(out)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from svcnet.agent import metrics
 from svcnet.agent.proxy import ruleset
 from svcnet.agent.proxy.apply import apply
-from svcnet.agent.proxy.nft import Chain, Elements, Rule, Transaction
+from svcnet.agent.proxy.nft import Set, Transaction
 from svcnet.api.resources import BY_KIND
 from svcnet.client import Client, Informer
 
@@ -63,6 +63,8 @@ class MergedState:
     refs: dict[str, collections.Counter] = field(default_factory=dict)
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
     chain_refs: collections.Counter = field(default_factory=collections.Counter)
+    sets: dict[str, Set] = field(default_factory=dict)
+    set_refs: collections.Counter = field(default_factory=collections.Counter)
 
     def __post_init__(self) -> None:
         for c in ruleset.CONTAINER_NAMES:
@@ -71,7 +73,7 @@ class MergedState:
 
     def state(self) -> ruleset.State:
         return ruleset.State(self.node.cluster_cidr, self.node.service_cidr, dict(self.chains),
-                             {c: dict(v) for c, v in self.values.items()})
+                             {c: dict(v) for c, v in self.values.items()}, dict(self.sets))
 
     def add_all(self, pieces: dict[tuple[str, str], ruleset.State]) -> None:
         """Fill an empty state with many pieces at once (a full sync: no diff is needed)."""
@@ -80,25 +82,46 @@ class MergedState:
             for name, rules in piece.chains.items():
                 self.chain_refs[name] += 1
                 self.chains[name] = rules
+            for name, s in piece.sets.items():
+                self.set_refs[name] += 1
+                self.sets[name] = s
             for container, elems in piece.elements.items():
                 if elems:
                     self.refs[container].update(elems.keys())
                     self.values[container].update(elems)
 
+    @staticmethod
+    def _swap(current: dict, refs: collections.Counter, before: dict, after: dict) -> tuple[dict, dict]:
+        """Reference-count one piece's named objects (chains or sets) out and in; returns the
+        (old, new) views of the names concerned, for ruleset.Changes."""
+        for name in after:
+            refs[name] += 1
+        for name in before:
+            refs[name] -= 1
+        was, now = {}, {}
+        for name in {**before, **after}:
+            if name in current:
+                was[name] = current[name]
+            if refs[name] > 0:
+                now[name] = after.get(name, current.get(name))
+                current[name] = now[name]
+            else:
+                del refs[name]
+                current.pop(name, None)
+        return was, now
+
     def replace(self, key: tuple[str, str], piece: ruleset.State | None, tx: Transaction) -> None:
-        """Swap a Service's piece, appending the element/chain changes to `tx`."""
+        """Swap a Service's piece, appending the set/chain/element changes to `tx`."""
         old = self.pieces.pop(key, None)
         if piece is not None:
             self.pieces[key] = piece
+        changes = ruleset.Changes()
+        changes.sets(*self._swap(self.sets, self.set_refs, old.sets if old else {},
+                                 piece.sets if piece else {}))
+        changes.chains(*self._swap(self.chains, self.chain_refs, old.chains if old else {},
+                                   piece.chains if piece else {}))
         removed: dict[str, dict] = {}
         added: dict[str, dict] = {}
-        new_chains = []
-        if piece is not None:
-            for name, rules in piece.chains.items():
-                self.chain_refs[name] += 1
-                if self.chain_refs[name] == 1:
-                    self.chains[name] = rules
-                    new_chains.append(name)
         for container in ruleset.CONTAINER_NAMES:
             before = old.elements[container] if old else {}
             after = piece.elements[container] if piece else {}
@@ -118,21 +141,6 @@ class MergedState:
                     del refs[k]
                     removed.setdefault(container, {})[k] = values.pop(k)
                     added.get(container, {}).pop(k, None)
-        gone_chains = []
-        if old is not None:
-            for name in old.chains:
-                self.chain_refs[name] -= 1
-                if self.chain_refs[name] <= 0:
-                    del self.chain_refs[name]
-                    self.chains.pop(name, None)
-                    gone_chains.append(name)
-        for name in new_chains:
-            if name in gone_chains:
-                gone_chains.remove(name)
-                continue
-            tx.add(Chain(name))
-            for rule in self.chains[name]:
-                tx.add(Rule(name, rule))
         for container, elems in removed.items():
             # an element re-added with the same value is no change at all
             same = {k for k, v in elems.items() if added.get(container, {}).get(k, object()) == v}
@@ -140,12 +148,11 @@ class MergedState:
                 added[container].pop(k)
             elems = {k: v for k, v in elems.items() if k not in same}
             if elems:
-                tx.delete(Elements(container, dict(sorted(elems.items()))))
+                changes.removed[container] = dict(sorted(elems.items()))
         for container, elems in added.items():
             if elems:
-                tx.add(Elements(container, dict(sorted(elems.items()))))
-        for name in gone_chains:
-            tx.delete(Chain(name))
+                changes.added[container] = dict(sorted(elems.items()))
+        changes.write(tx)
 
 
 class Proxier:

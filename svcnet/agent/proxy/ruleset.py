@@ -3,10 +3,23 @@
 Theory of operation
 ===================
 
-Everything lives in one table, `ip svcnet` (IPv4 single stack). The table has a constant number
-of chains: a service or an endpoint is never a chain, it is map and set elements, so the first
-packet of a connection costs a few hash lookups however many Services exist, and a change to one
-Service is a handful of element updates.
+Everything lives in one table, `ip svcnet` (IPv4 single stack). On the common path the table
+has a constant number of chains: a service or an endpoint is never a chain, it is map and set
+elements, so the first packet of a connection costs a few hash lookups however many Services
+exist, and a change to one Service is a handful of element updates. Only Services with
+sessionAffinity ClientIP get chains and sets of their own (as in kube-proxy): the per-client
+memory has to live in per-endpoint dynamic sets.
+
+Dispatch addresses of a service port, and the traffic policy that applies:
+- ClusterIPs: internal traffic; internalTrafficPolicy Local uses this node's endpoints only.
+- externalIPs, and for type LoadBalancer the status.loadBalancer.ingress IPs (ipMode VIP; they
+  may be the node's own addresses, as in ServiceLB mode): external traffic.
+- nodePorts of NodePort and LoadBalancer Services, on every local address but loopback
+  (CVE-2020-8558: no route_localnet): external traffic.
+External traffic with externalTrafficPolicy Cluster goes to any endpoint and is masqueraded;
+with Local it goes to this node's endpoints only, keeps the client's address, and is dropped
+when there is none here; but pods and the node itself reaching an external address are cluster
+traffic (any endpoint; the node masqueraded), as kube-proxy's short-circuit rules do.
 
 Packet path (priorities are numeric because nft 1.0.6 rejects `dstnat` for the output hook in
 some contexts: filter = 0, dstnat = -100, srcnat = 100):
@@ -14,14 +27,35 @@ some contexts: filter = 0, dstnat = -100, srcnat = 100):
     nat-prerouting (prerouting, -100) --+
     nat-output     (output,     -100) --+-> services:
         ip saddr != <clusterCIDR> ip daddr @cluster-ips  mark 0x4000      off-cluster -> ClusterIP
-        ip daddr . meta l4proto . th dport  vmap @service-ips             -> goto ep-<p>-<N>
+        ip daddr . meta l4proto . th dport  vmap @service-ips             -> goto <chain>
         fib daddr type local ip daddr != 127.0.0.0/8
-                 meta l4proto . th dport  vmap @service-nodeports         -> goto np-<p>-<N>
-    ep-<p>-<N>:  dnat to (ip daddr . <p> dport . numgen random mod N) map @endpoints-<p>
-    np-<p>-<N>:  mark 0x4000; dnat to (<p> dport . numgen random mod N) map @nodeport-endpoints-<p>
+                 meta l4proto . th dport  vmap @service-nodeports         -> goto <chain>
+    shared endpoint chains, <p> = tcp|udp, N = endpoints to pick from:
+    ep-<p>-N:  dnat to (ip daddr . <p> dport . numgen random mod N) map @endpoints-<p>
+    xp-<p>-N:  mark 0x4000; the same dnat                                 external IP, eTP Cluster
+    np-<p>-N:  mark 0x4000; dnat to (<p> dport . numgen random mod N) map @nodeport-endpoints-<p>
+    nc-<p>-N:  the same without the mark                       (pods to an eTP Local NodePort)
+    xl-<p>-N:  external IP, eTP Local, N local endpoints:
+        ip saddr <clusterCIDR>  ip daddr . meta l4proto . th dport vmap @external-cluster
+        fib saddr type local  mark 0x4000  (the same vmap)                 -> goto ep-<p>-<all>
+        dnat to (ip daddr . <p> dport . numgen random mod N) map @local-endpoints-<p>
+    nl-<p>-N:  the same for NodePorts (@nodeport-cluster -> nc-<p>-<all>,
+               @nodeport-local-endpoints-<p>)
+    (an xl/nl chain for N = 0 has no dnat rule: the packet leaves unDNATed and the filter
+    chains drop it)
+    aff-<id>-cluster / -local / -external, aff-<id>-<ip>-<port>: a Service port with affinity:
+        ip saddr @aff-<id>-<ip>-<port> goto aff-<id>-<ip>-<port>   (per endpoint, remembered)
+        numgen random mod N vmap { 0 : goto aff-<id>-<ip>-<port>, ... }
+        aff-<id>-<ip>-<port>: update @aff-<id>-<ip>-<port> { ip saddr }; dnat to <ip>:<port>
+        -external: eTP Cluster: mark, goto -cluster; Local: the pod/node short-circuit to
+                   -cluster, else goto -local
     nat-postrouting (postrouting, 100) -> masquerading:
         ct status dnat ip saddr . ip daddr @hairpin  mark 0x4000          a pod reaching itself
         mark & 0x4000 == 0 return;  clear the mark;  masquerade fully-random
+    filter-prerouting (prerouting, -110), filter-output (output, -110):
+        ct state new -> firewall-check:
+        ip daddr . meta l4proto . th dport @firewall-ips
+            ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow  drop
     filter-input   (input,   -110): ct state new -> nodeport-endpoints-check, service-endpoints-check
     filter-forward (forward, -110): ct state new -> service-endpoints-check, cluster-ips-check
     filter-output  (output,  -110): ct state new -> service-endpoints-check
@@ -33,24 +67,31 @@ some contexts: filter = 0, dstnat = -100, srcnat = 100):
                        ip daddr <serviceCIDR> drop  (unallocated service IP)
     reject-chain: reject
 
-NodePorts answer on every local address except loopback (CVE-2020-8558: no route_localnet).
-Every NodePort (external policy Cluster) is masqueraded; ClusterIP traffic is masqueraded only
-when it comes from outside the pod network or hairpins.
+The filter chains see the destination before DNAT on input/forward only if nat did not
+rewrite it, so a `no-endpoint-*` entry acts exactly on traffic that no dispatch rule took:
+"goto reject-chain" when the port has no endpoints at all, "drop" when a Local policy finds
+none on this node (pods still reach an eTP Local external address through the short-circuit).
+loadBalancerSourceRanges apply to LB ingress addresses only (not to NodePorts or externalIPs,
+as in Kubernetes); `firewall-allow` is an interval set of (address, proto, port, source
+prefix), so a change of ranges is a few element updates.
 
 Invariants
 ----------
 - The skeleton (base chains, fixed chains, maps, sets and their rules) depends only on the
-  node's cluster and service CIDRs. Everything else is `State.elements` plus the shared
-  endpoint chains `State.chains`, whose rules are a function of their name.
-- A service port with endpoints has its N endpoints at indices 0..N-1 of the endpoint map, in
-  sorted (ip, port) order, and its dispatch element points at the chain for count N, which
+  node's cluster and service CIDRs. Everything else is `State.elements`, the endpoint chains
+  and affinity chains `State.chains`, and the affinity sets `State.sets`. Shared endpoint
+  chains' rules are a function of their name; affinity chains and sets are named by a hash of
+  (namespace, name, protocol, port, timeout) and the endpoint.
+- A dispatch address with endpoints has its N endpoints at indices 0..N-1 of its endpoint map,
+  in sorted (ip, port) order, and its dispatch element points at the chain for count N, which
   draws `numgen random mod N`: each endpoint equally likely. Indices are ranks, so State is a
   pure function of its inputs (removing an endpoint shifts the ones after it; all of it is one
   transaction).
-- A service port's key is in exactly one of service-ips / no-endpoint-services (and a NodePort
-  in exactly one of service-nodeports / no-endpoint-nodeports).
-- Every `goto` in a map element names a chain in the State; every endpoint chain in the State
-  is used by some element.
+- A ClusterIP port's key is in exactly one of service-ips / no-endpoint-services. An external
+  address or NodePort with endpoints somewhere but none here under eTP Local is in both (the
+  dispatch element carries the pod/node short-circuit, the filter drops the rest).
+- Every `goto` in a map element or rule names a chain in the State; every chain in the State
+  is used by some element or rule.
 - full_transaction(new) and old + partial_transaction(old, new) leave identical tables.
 
 Endpoint maps are per transport protocol (`endpoints-tcp`, `endpoints-udp`, ...), not one map
@@ -61,26 +102,33 @@ the dnat rule, which is right only in a TCP-only chain. With one map per protoco
 can create a chain for a new endpoint count.
 
 Syncs: a full sync is `add table; delete table; add table` followed by the whole definition, in
-one transaction, so the kernel swaps the old table for the new one atomically. A partial sync
-only adds/deletes elements (a changed value is delete + add) and adds/deletes endpoint chains.
+one transaction, so the kernel swaps the old table for the new one atomically (affinity
+memory starts afresh then). A partial sync adds/deletes elements (a changed value is delete +
+add), adds/flushes/deletes chains and adds/deletes affinity sets (`Changes` orders them).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from svcnet.agent.proxy.nft import Chain, Elements, Map, Rule, Set, Table, Transaction
 
 MASQUERADE_MARK = "0x4000"  # kube-proxy's masqueradeBit 14
+MARK_MASQ = f"meta mark set meta mark or {MASQUERADE_MARK}"
 
 # Service port protocol -> nft transport protocol keyword. SCTP ports get no rules yet: adding
 # it is one entry here once it has been tried against the kernel's SCTP conntrack/NAT.
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp"}
 
 NODEPORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
+DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, Kubernetes' default for ClientIP
 
 BASE_CHAINS = (
+    Chain("filter-prerouting", "filter", "prerouting", -110),
     Chain("filter-input", "filter", "input", -110),
     Chain("filter-forward", "filter", "forward", -110),
     Chain("filter-output", "filter", "output", -110),
@@ -92,28 +140,30 @@ BASE_CHAINS = (
 
 # (chain, rule); {cluster_cidr} and {service_cidr} come from the node.
 SKELETON_RULES = (
+    ("filter-prerouting", "ct state new jump firewall-check"),
     ("filter-input", "ct state new jump nodeport-endpoints-check"),
     ("filter-input", "ct state new jump service-endpoints-check"),
     ("filter-forward", "ct state new jump service-endpoints-check"),
     ("filter-forward", "ct state new jump cluster-ips-check"),
     ("filter-output", "ct state new jump service-endpoints-check"),
+    ("filter-output", "ct state new jump firewall-check"),
     ("filter-output-post-dnat", "ct state new jump cluster-ips-check"),
     ("nat-prerouting", "jump services"),
     ("nat-output", "jump services"),
     ("nat-postrouting", "jump masquerading"),
-    ("services", "ip saddr != {cluster_cidr} ip daddr @cluster-ips"
-                 f" meta mark set meta mark or {MASQUERADE_MARK}"),
+    ("services", "ip saddr != {cluster_cidr} ip daddr @cluster-ips " + MARK_MASQ),
     ("services", "ip daddr . meta l4proto . th dport vmap @service-ips"),
     ("services", "fib daddr type local ip daddr != 127.0.0.0/8"
                  " meta l4proto . th dport vmap @service-nodeports"),
-    ("masquerading", "ct status dnat ip saddr . ip daddr @hairpin"
-                     f" meta mark set meta mark or {MASQUERADE_MARK}"),
+    ("masquerading", "ct status dnat ip saddr . ip daddr @hairpin " + MARK_MASQ),
     ("masquerading", f"meta mark & {MASQUERADE_MARK} == 0 return"),
     ("masquerading", f"meta mark set meta mark xor {MASQUERADE_MARK}"),
     ("masquerading", "masquerade fully-random"),
     ("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services"),
     ("nodeport-endpoints-check", "ip daddr != 127.0.0.0/8 meta l4proto . th dport"
                                  " vmap @no-endpoint-nodeports"),
+    ("firewall-check", "ip daddr . meta l4proto . th dport @firewall-ips"
+                       " ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow drop"),
     ("cluster-ips-check", "ip daddr @cluster-ips reject"),
     ("cluster-ips-check", "ip daddr {service_cidr} drop"),
     ("reject-chain", "reject"),
@@ -125,29 +175,58 @@ FIXED_CHAINS = tuple(dict.fromkeys(c for c, _ in SKELETON_RULES if c not in _BAS
 CONTAINERS = (
     Map("service-ips", type="ipv4_addr . inet_proto . inet_service : verdict"),
     Map("service-nodeports", type="inet_proto . inet_service : verdict"),
+    Map("external-cluster", type="ipv4_addr . inet_proto . inet_service : verdict"),
+    Map("nodeport-cluster", type="inet_proto . inet_service : verdict"),
     Map("no-endpoint-services", type="ipv4_addr . inet_proto . inet_service : verdict"),
     Map("no-endpoint-nodeports", type="inet_proto . inet_service : verdict"),
     Set("cluster-ips", type="ipv4_addr"),
     Set("hairpin", type="ipv4_addr . ipv4_addr"),
+    Set("firewall-ips", type="ipv4_addr . inet_proto . inet_service"),
+    Set("firewall-allow", type="ipv4_addr . inet_proto . inet_service . ipv4_addr", flags="interval"),
 ) + tuple(m for p in PROTOCOLS.values() for m in (
     Map(f"endpoints-{p}", typeof=f"ip daddr . {p} dport . numgen random mod 1 : ip daddr . {p} dport"),
+    Map(f"local-endpoints-{p}", typeof=f"ip daddr . {p} dport . numgen random mod 1 : ip daddr . {p} dport"),
     Map(f"nodeport-endpoints-{p}", typeof=f"{p} dport . numgen random mod 1 : ip daddr . {p} dport"),
+    Map(f"nodeport-local-endpoints-{p}", typeof=f"{p} dport . numgen random mod 1 : ip daddr . {p} dport"),
 ))
 CONTAINER_NAMES = tuple(c.name for c in CONTAINERS)
 
-# Endpoint chains, one per (kind, protocol, endpoint count) in use: kind -> rules.
+_EP = "dnat ip to ip daddr . {p} dport . numgen random mod {n} map @endpoints-{p}"
+_NP = "dnat ip to {p} dport . numgen random mod {n} map @nodeport-endpoints-{p}"
+_POD = "ip saddr {cluster_cidr} "
+_NODE = f"fib saddr type local {MARK_MASQ} "
+_EXT_CLUSTER = "ip daddr . meta l4proto . th dport vmap @external-cluster"
+_NP_CLUSTER = "meta l4proto . th dport vmap @nodeport-cluster"
+
+# Endpoint chains, one per (kind, protocol, endpoint count) in use: kind -> rules. Counts are of
+# the endpoints the chain picks from; for the Local kinds that is the local endpoints, and a
+# rule whose count would be 0 is left out (the packet falls through, undNATed, to the filter
+# chains' drop).
 ENDPOINT_CHAINS = {
-    "ep": ("dnat ip to ip daddr . {p} dport . numgen random mod {n} map @endpoints-{p}",),
-    "np": (f"meta mark set meta mark or {MASQUERADE_MARK}",
-           "dnat ip to {p} dport . numgen random mod {n} map @nodeport-endpoints-{p}"),
+    # cluster traffic to a ClusterIP (and short-circuited pod/node traffic to an external IP)
+    "ep": (_EP,),
+    # external IP / LoadBalancer IP, externalTrafficPolicy Cluster: masquerade
+    "xp": (MARK_MASQ, _EP),
+    # NodePort, externalTrafficPolicy Cluster: masquerade
+    "np": (MARK_MASQ, _NP),
+    # NodePort reached by a pod of a Service with externalTrafficPolicy Local
+    "nc": (_NP,),
+    # external IP / LoadBalancer IP, externalTrafficPolicy Local: pods and the node itself get
+    # cluster endpoints (the node masqueraded), everyone else local endpoints, not masqueraded
+    "xl": (_POD + _EXT_CLUSTER, _NODE + _EXT_CLUSTER,
+           "dnat ip to ip daddr . {p} dport . numgen random mod {n} map @local-endpoints-{p}"),
+    # NodePort, externalTrafficPolicy Local: the same split
+    "nl": (_POD + _NP_CLUSTER, _NODE + _NP_CLUSTER,
+           "dnat ip to {p} dport . numgen random mod {n} map @nodeport-local-endpoints-{p}"),
 }
 
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """The node this proxy programs. `name` decides which endpoints are local (only those can
-    hairpin here). `node_ips` are the node's addresses: NodePorts answer on every local address
-    (`fib daddr type local`), so the ruleset does not list them."""
+    """The node this proxy programs. `name` decides which endpoints are local (hairpin,
+    Local traffic policies). `node_ips` are the node's addresses: NodePorts answer on every
+    local address (`fib daddr type local`), so the ruleset does not list them; they matter for
+    loadBalancerSourceRanges (a node inside the ranges may reach its own LB addresses)."""
 
     name: str
     node_ips: tuple[str, ...]
@@ -170,17 +249,22 @@ class State:
 
     Elements are nft text, as they are written: `elements["endpoints-tcp"]` maps
     "10.96.0.5 . 80 . 0" to "10.244.0.2 . 8080", `elements["service-ips"]` maps
-    "10.96.0.5 . tcp . 80" to "goto ep-tcp-3", set elements map to None."""
+    "10.96.0.5 . tcp . 80" to "goto ep-tcp-3", set elements map to None. `chains` are the
+    endpoint chains in use (shared, named by kind, protocol and count) and the chains of
+    Services with session affinity (their own); `sets` the affinity sets, whose elements the
+    kernel writes."""
 
     cluster_cidr: str
     service_cidr: str
-    chains: dict[str, tuple[str, ...]]  # endpoint chains in use: name -> rules
+    chains: dict[str, tuple[str, ...]]  # name -> rules
     elements: dict[str, dict[str, str | None]]  # every set and map in CONTAINERS
+    sets: dict[str, Set] = field(default_factory=dict)  # per-Service affinity sets
 
     def endpoints(self, key: ServicePortKey) -> tuple[tuple[str, int], ...]:
-        """The DNAT targets (ip, port) of a ClusterIP port in index order; () if it has none."""
+        """The DNAT targets (ip, port) of a dispatch address in index order; () if it has
+        none (or is not dispatched through the shared endpoint maps)."""
         goto = self.elements["service-ips"].get(f"{key.ip} . {key.protocol} . {key.port}")
-        if goto is None:
+        if goto is None or not goto.startswith(("goto ep-", "goto xp-")):
             return ()
         endpoints = self.elements[f"endpoints-{key.protocol}"]
         targets = (endpoints[f"{key.ip} . {key.port} . {i}"].split(" . ")
@@ -188,68 +272,242 @@ class State:
         return tuple((ip, int(port)) for ip, port in targets)
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    ip: str
+    port: int
+    local: bool
+
+    @property
+    def target(self) -> str:
+        return f"{self.ip} . {self.port}"
+
+
 def desired(services: list[dict], slices: list[dict], node: NodeInfo) -> State:
     """What the table must hold for these Services and EndpointSlices (Kubernetes JSON).
 
     Per Service port (TCP/UDP; SCTP skipped): the ready endpoints of the Service's IPv4 slices,
     the port resolved per slice by port name; if none is ready, the serving and terminating ones
-    (KEP-1669); if none at all, the port rejects. ExternalName and headless Services, and
-    Services without an IPv4 ClusterIP, get nothing. NodePort and LoadBalancer Services also
-    get their nodePorts.
+    (KEP-1669), separately for this node's endpoints; if none at all, the port rejects.
+    ExternalName and headless Services, and Services without an IPv4 ClusterIP, get nothing.
+    Dispatch addresses: the ClusterIPs (internal traffic, internalTrafficPolicy), the
+    externalIPs and, for type LoadBalancer, the status.loadBalancer.ingress IPs (external
+    traffic, externalTrafficPolicy; loadBalancerSourceRanges), and for NodePort and
+    LoadBalancer Services the nodePorts (external traffic).
     """
-    elements: dict[str, dict[str, str | None]] = {name: {} for name in CONTAINER_NAMES}
-    chains: dict[str, tuple[str, ...]] = {}
-    service_ips, service_nodeports = elements["service-ips"], elements["service-nodeports"]
-    no_ep_services, no_ep_nodeports = elements["no-endpoint-services"], elements["no-endpoint-nodeports"]
-    cluster_ips, hairpin = elements["cluster-ips"], elements["hairpin"]
-
-    def chain(kind: str, p: str, n: int) -> str:
-        name = f"{kind}-{p}-{n}"
-        if name not in chains:
-            chains[name] = tuple(r.format(p=p, n=n) for r in ENDPOINT_CHAINS[kind])
-        return f"goto {name}"
-
+    builder = _Builder(node)
     by_service = _slices_by_service(slices)
     for svc in services:
+        meta = svc["metadata"]
+        builder.service(svc, by_service.get((meta.get("namespace", "default"), meta["name"]), ()))
+    return State(node.cluster_cidr, node.service_cidr, builder.chains, builder.elements, builder.sets)
+
+
+class _Builder:
+    """Accumulates one State; `service` adds one Service's elements, chains and sets."""
+
+    def __init__(self, node: NodeInfo):
+        self.node = node
+        self.elements: dict[str, dict[str, str | None]] = {name: {} for name in CONTAINER_NAMES}
+        self.chains: dict[str, tuple[str, ...]] = {}
+        self.sets: dict[str, Set] = {}
+
+    def chain(self, kind: str, p: str, n: int) -> str:
+        name = f"{kind}-{p}-{n}"
+        if name not in self.chains:
+            rules = ENDPOINT_CHAINS[kind]
+            if kind in ("xl", "nl") and n == 0:
+                rules = rules[:-1]
+            self.chains[name] = tuple(r.format(p=p, n=n, cluster_cidr=self.node.cluster_cidr)
+                                      for r in rules)
+        return f"goto {name}"
+
+    def indexed(self, container: str, prefix: str, endpoints: list[_Endpoint]) -> None:
+        self.elements[container].update((f"{prefix}{i}", e.target) for i, e in enumerate(endpoints))
+
+    def service(self, svc: dict, slices) -> None:
         spec = svc.get("spec") or {}
         if spec.get("type") == "ExternalName":
-            continue
-        vips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")])
-                if ip and ip != "None" and ":" not in ip]
+            return
+        vips = _ipv4s(spec.get("clusterIPs") or [spec.get("clusterIP")])
         if not vips:
-            continue
-        for vip in vips:
-            cluster_ips[vip] = None
-        meta = svc["metadata"]
-        svc_slices = by_service.get((meta.get("namespace", "default"), meta["name"]), ())
+            return
+        self.elements["cluster-ips"].update(dict.fromkeys(vips))
+        external_ips = _ipv4s(spec.get("externalIPs") or ())
+        lb_ips = []
+        if spec.get("type") == "LoadBalancer":
+            ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+            lb_ips = _ipv4s([i.get("ip") for i in ingress if i.get("ipMode", "VIP") == "VIP"])
+        xips = [ip for ip in dict.fromkeys(external_ips + lb_ips) if ip not in vips]
         with_nodeports = spec.get("type") in NODEPORT_TYPES
+        ranges = _source_ranges(spec.get("loadBalancerSourceRanges") or ()) if lb_ips else []
+        affinity = spec.get("sessionAffinity") == "ClientIP"
+        timeout = (((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+                   .get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+        policy = _Policy(spec.get("internalTrafficPolicy") == "Local",
+                         spec.get("externalTrafficPolicy") == "Local")
+        meta = svc["metadata"]
         for port in spec.get("ports") or ():
-            protocol = port.get("protocol") or "TCP"
-            p = PROTOCOLS.get(protocol)
+            p = PROTOCOLS.get(port.get("protocol") or "TCP")
             if p is None:
                 continue
-            targets, local = _endpoints(svc_slices, port.get("name") or "", protocol, node.name)
-            hairpin.update(dict.fromkeys([f"{ip} . {ip}" for ip in local]))
+            cluster, local = _endpoints(slices, port.get("name") or "", port.get("protocol") or "TCP",
+                                        self.node.name)
+            self.elements["hairpin"].update(dict.fromkeys(f"{e.ip} . {e.ip}" for e in cluster + local if e.local))
             sport = port["port"]
             nodeport = port.get("nodePort") if with_nodeports else None
-            if not targets:
-                for vip in vips:
-                    no_ep_services[f"{vip} . {p} . {sport}"] = "goto reject-chain"
-                if nodeport:
-                    no_ep_nodeports[f"{p} . {nodeport}"] = "goto reject-chain"
-                continue
-            indices = [str(i) for i in range(len(targets))]
-            goto = chain("ep", p, len(targets))
-            endpoints = elements[f"endpoints-{p}"]
-            for vip in vips:
-                service_ips[f"{vip} . {p} . {sport}"] = goto
-                prefix = f"{vip} . {sport} . "
-                endpoints.update(zip([prefix + i for i in indices], targets))
-            if nodeport:
-                service_nodeports[f"{p} . {nodeport}"] = chain("np", p, len(targets))
-                prefix = f"{nodeport} . "
-                elements[f"nodeport-endpoints-{p}"].update(zip([prefix + i for i in indices], targets))
-    return State(node.cluster_cidr, node.service_cidr, chains, elements)
+            if ranges:
+                self.firewall(lb_ips, p, sport, ranges)
+            if affinity:
+                name = _affinity_id(meta.get("namespace", "default"), meta["name"], p, sport, timeout)
+                dispatch = self.affinity(name, p, timeout, cluster, local, policy, bool(xips or nodeport))
+            else:
+                dispatch = None
+            self.port(p, sport, vips, xips, nodeport, cluster, local, policy, dispatch)
+
+    def port(self, p, sport, vips, xips, nodeport, cluster, local, policy, dispatch) -> None:
+        """The dispatch and no-endpoint elements of one service port. `dispatch` (affinity) is
+        (internal verdict, external verdict) of the Service's own chains, else None: shared
+        endpoint chains and maps."""
+        e = self.elements
+        internal = local if policy.internal_local else cluster
+        no_endpoints = "goto reject-chain" if not cluster else "drop"
+        for vip in vips:
+            key = f"{vip} . {p} . {sport}"
+            if not internal:
+                e["no-endpoint-services"][key] = no_endpoints
+            elif dispatch:
+                e["service-ips"][key] = dispatch[0]
+            else:
+                e["service-ips"][key] = self.chain("ep", p, len(internal))
+                self.indexed(f"endpoints-{p}", f"{vip} . {sport} . ", internal)
+        for xip in xips:
+            self.external(EXTERNAL_IP, f"{xip} . {p} . {sport}", f"{xip} . {sport} . ", p,
+                          cluster, local, policy, dispatch)
+        if nodeport:
+            self.external(NODE_PORT, f"{p} . {nodeport}", f"{nodeport} . ", p,
+                          cluster, local, policy, dispatch)
+
+    def external(self, kind: _External, key: str, prefix: str, p: str, cluster, local, policy,
+                 dispatch) -> None:
+        """One external dispatch key (an external address or a NodePort): its dispatch element,
+        its no-endpoint element, and its endpoints (cluster ones and, for eTP Local, local ones)."""
+        e = self.elements
+        if not cluster or (policy.external_local and not local):
+            e[kind.no_endpoints][key] = "goto reject-chain" if not cluster else "drop"
+        if not cluster:
+            return
+        if dispatch:
+            e[kind.dispatch][key] = dispatch[1]
+            return
+        self.indexed(kind.endpoints.format(p=p), prefix, cluster)
+        if not policy.external_local:
+            e[kind.dispatch][key] = self.chain(kind.cluster_chain, p, len(cluster))
+            return
+        e[kind.dispatch][key] = self.chain(kind.local_chain, p, len(local))
+        e[kind.short_circuit][key] = self.chain(kind.short_circuit_chain, p, len(cluster))
+        self.indexed(kind.local_endpoints.format(p=p), prefix, local)
+
+    def firewall(self, lb_ips: list[str], p: str, sport: int, ranges: list[str]) -> None:
+        """loadBalancerSourceRanges: new connections to an LB address:port from outside the
+        ranges are dropped before DNAT. As kube-proxy does, if the node is inside the ranges,
+        so are the LB addresses (a node reaching its own local LB address uses it as source)."""
+        allowed = ranges
+        if any(ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(r)
+               for ip in self.node.node_ips if ":" not in ip for r in ranges):
+            allowed = _source_ranges(ranges + lb_ips)
+        for ip in lb_ips:
+            self.elements["firewall-ips"][f"{ip} . {p} . {sport}"] = None
+            self.elements["firewall-allow"].update(dict.fromkeys(f"{ip} . {p} . {sport} . {r}" for r in allowed))
+
+    def affinity(self, name: str, p: str, timeout: int, cluster, local, policy,
+                 external: bool) -> tuple[str, str]:
+        """sessionAffinity ClientIP, kube-proxy's way: per endpoint a set of recent clients
+        (timeout `timeoutSeconds`) that its chain refreshes on every new connection; the
+        Service's policy chain sends a remembered client to its endpoint before the random
+        pick. Returns the (internal, external) dispatch verdicts."""
+        chains = self.chains
+
+        def endpoint_chain(ep: _Endpoint) -> str:
+            chain = f"{name}-{ep.ip}-{ep.port}"
+            if chain not in chains:
+                self.sets[chain] = Set(chain, typeof="ip saddr", flags="dynamic,timeout", timeout=timeout)
+                chains[chain] = (f"update @{chain} {{ ip saddr }}",
+                                 f"meta l4proto {p} dnat ip to {ep.ip}:{ep.port}")
+            return chain
+
+        def policy_chain(suffix: str, endpoints: list[_Endpoint]) -> str | None:
+            if not endpoints:
+                return None
+            targets = [endpoint_chain(ep) for ep in endpoints]
+            pick = ", ".join(f"{i} : goto {t}" for i, t in enumerate(targets))
+            chains[f"{name}-{suffix}"] = tuple(f"ip saddr @{t} goto {t}" for t in targets) + (
+                f"numgen random mod {len(targets)} vmap {{ {pick} }}",)
+            return f"{name}-{suffix}"
+
+        cluster_chain = policy_chain("cluster", cluster)
+        local_chain = policy_chain("local", local)
+        internal = local_chain if policy.internal_local else cluster_chain
+        if policy.external_local:
+            rules = ()
+            if cluster_chain:
+                rules = (_POD.format(cluster_cidr=self.node.cluster_cidr) + f"goto {cluster_chain}",
+                         _NODE + f"goto {cluster_chain}")
+            rules += (f"goto {local_chain}",) if local_chain else ()
+        else:
+            rules = (f"{MARK_MASQ} goto {cluster_chain}",) if cluster_chain else ()
+        if rules and external:
+            chains[f"{name}-external"] = rules
+        return f"goto {internal}", f"goto {name}-external"
+
+
+@dataclass(frozen=True)
+class _External:
+    """Where one kind of external dispatch key (address:port, or NodePort) lives."""
+
+    dispatch: str
+    no_endpoints: str
+    short_circuit: str  # eTP Local: pods and the node go to all endpoints through this vmap
+    endpoints: str
+    local_endpoints: str
+    cluster_chain: str  # eTP Cluster: endpoint chain kind (masquerades)
+    local_chain: str  # eTP Local: endpoint chain kind
+    short_circuit_chain: str  # the pods' and node's endpoint chain kind
+
+
+EXTERNAL_IP = _External("service-ips", "no-endpoint-services", "external-cluster", "endpoints-{p}",
+                        "local-endpoints-{p}", "xp", "xl", "ep")
+NODE_PORT = _External("service-nodeports", "no-endpoint-nodeports", "nodeport-cluster",
+                      "nodeport-endpoints-{p}", "nodeport-local-endpoints-{p}", "np", "nl", "nc")
+
+
+@dataclass(frozen=True)
+class _Policy:
+    internal_local: bool  # internalTrafficPolicy: Local
+    external_local: bool  # externalTrafficPolicy: Local
+
+
+def _ipv4s(addresses) -> list[str]:
+    return [ip for ip in dict.fromkeys(addresses) if ip and ip != "None" and ":" not in ip]
+
+
+def _source_ranges(ranges) -> list[str]:
+    """loadBalancerSourceRanges as disjoint IPv4 prefixes (nft refuses overlapping intervals);
+    host bits are cleared, as Kubernetes' parser tolerates them."""
+    nets = []
+    for r in ranges:
+        try:
+            nets.append(ipaddress.IPv4Network(r.strip(), strict=False))
+        except ValueError:
+            continue  # IPv6 or invalid: not for this IPv4 table
+    return [str(n) for n in ipaddress.collapse_addresses(nets)]
+
+
+def _affinity_id(namespace: str, name: str, p: str, port: int, timeout: int) -> str:
+    """A short stable name for a service port's affinity objects (the timeout is part of it:
+    an affinity set's timeout cannot change in place)."""
+    digest = hashlib.sha256(f"{namespace}/{name}/{p}/{port}/{timeout}".encode()).digest()
+    return "aff-" + base64.b32encode(digest)[:8].decode().lower()
 
 
 def _slices_by_service(slices: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -262,12 +520,13 @@ def _slices_by_service(slices: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return out
 
 
-def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[list[str], list[str]]:
-    """One service port's DNAT targets ("ip . port", sorted) and the IPs of those on this node
-    (or on no known node): ready endpoints, else serving and terminating ones. An address
+def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[list[_Endpoint], list[_Endpoint]]:
+    """One service port's endpoints, sorted by (ip, port): the cluster-wide ones (ready, else
+    serving and terminating) and this node's (or no known node's) ones (ready local ones, else
+    serving and terminating local ones), as kube-proxy's CategorizeEndpoints. An address
     listed twice counts once, ready first."""
-    ready: dict[tuple[bytes, int, str], bool] = {}
-    fallback: dict[tuple[bytes, int, str], bool] = {}
+    ready: dict[tuple[bytes, int], _Endpoint] = {}
+    fallback: dict[tuple[bytes, int], _Endpoint] = {}
     for s in slices:
         tport = next((sp.get("port") for sp in s.get("ports") or ()
                       if (sp.get("name") or "") == port_name
@@ -286,10 +545,14 @@ def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[l
             else:
                 continue
             ip = addresses[0]
-            bucket[(socket.inet_aton(ip), tport, ip)] = ep.get("nodeName") in (None, node_name)
-    chosen = ready or fallback
-    return ([f"{ip} . {tport}" for _, tport, ip in sorted(chosen)],
-            [ip for (_, _, ip), local in chosen.items() if local])
+            bucket.setdefault((socket.inet_aton(ip), tport),
+                              _Endpoint(ip, tport, ep.get("nodeName") in (None, node_name)))
+    for k in ready:
+        fallback.pop(k, None)
+    cluster = [e for _, e in sorted((ready or fallback).items())]
+    local = [e for _, e in sorted(ready.items()) if e.local] or \
+        [e for _, e in sorted(fallback.items()) if e.local]
+    return cluster, local
 
 
 def full_transaction(state: State) -> Transaction:
@@ -298,7 +561,7 @@ def full_transaction(state: State) -> Transaction:
     tx.add(Table())
     tx.delete(Table())
     tx.add(Table())
-    for container in CONTAINERS:
+    for container in CONTAINERS + tuple(state.sets.values()):
         tx.add(container)
     for base in BASE_CHAINS:
         tx.add(base)
@@ -316,27 +579,85 @@ def full_transaction(state: State) -> Transaction:
 
 
 def partial_transaction(old: State, new: State) -> Transaction | None:
-    """The element and endpoint-chain changes that turn table `old` into `new`; None when they
-    are equal. If the skeleton itself changed (the node's CIDRs), the full transaction."""
+    """The changes that turn table `old` into `new`; None when they are equal. If the skeleton
+    itself changed (the node's CIDRs), the full transaction."""
     if (old.cluster_cidr, old.service_cidr) != (new.cluster_cidr, new.service_cidr):
         return full_transaction(new)
     if old == new:
         return None
     tx = Transaction()
-    for name in [n for n in new.chains if n not in old.chains]:
-        tx.add(Chain(name))
-        for rule in new.chains[name]:
-            tx.add(Rule(name, rule))
-    adds = []
+    changes = Changes()
+    changes.sets(old.sets, new.sets)
+    changes.chains(old.chains, new.chains)
     for container in CONTAINER_NAMES:
-        was, now = old.elements[container], new.elements[container]
-        if was == now:
-            continue
-        # removed or changed, then added or changed; sorted so the text is deterministic
-        tx.delete(Elements(container, dict(sorted(was.items() - now.items()))))
-        adds.append(Elements(container, dict(sorted(now.items() - was.items()))))
-    for elements in adds:
-        tx.add(elements)
-    for name in [n for n in old.chains if n not in new.chains]:
-        tx.delete(Chain(name))
+        changes.elements(container, old.elements[container], new.elements[container])
+    changes.write(tx)
     return tx
+
+
+class Changes:
+    """The difference between two tables, written in an order the kernel accepts: new sets;
+    new chains (empty, then their rules, which may name each other); changed chains flushed and
+    refilled; element deletes, then adds (a changed value is delete + add); then chains that
+    went (those that jump flushed first, so none still jumps to another) and their sets."""
+
+    def __init__(self):
+        self.new_sets: list[Set] = []
+        self.gone_sets: list[Set] = []
+        self.new_chains: dict[str, tuple[str, ...]] = {}
+        self.changed_chains: dict[str, tuple[str, ...]] = {}
+        self.gone_chains: list[str] = []
+        self.gone_rules: dict[str, bool] = {}  # gone chain -> it jumps to other chains
+        self.removed: dict[str, dict[str, str | None]] = {}
+        self.added: dict[str, dict[str, str | None]] = {}
+
+    def sets(self, old: dict[str, Set], new: dict[str, Set]) -> None:
+        """Affinity sets are named after everything they declare, so they come and go but
+        never change."""
+        self.new_sets += [s for n, s in new.items() if n not in old]
+        self.gone_sets += [s for n, s in old.items() if n not in new]
+
+    def chains(self, old: dict[str, tuple[str, ...]], new: dict[str, tuple[str, ...]]) -> None:
+        for name, rules in new.items():
+            if name not in old:
+                self.new_chains[name] = rules
+            elif old[name] != rules:
+                self.changed_chains[name] = rules
+        for name in old:
+            if name not in new:
+                self.gone_chains.append(name)
+                self.gone_rules[name] = any(" goto " in f" {r}" or " jump " in f" {r}" for r in old[name])
+
+    def elements(self, container: str, was: dict, now: dict) -> None:
+        if was == now:
+            return
+        removed = dict(sorted(was.items() - now.items()))
+        added = dict(sorted(now.items() - was.items()))
+        if removed:
+            self.removed.setdefault(container, {}).update(removed)
+        if added:
+            self.added.setdefault(container, {}).update(added)
+
+    def write(self, tx: Transaction) -> None:
+        for s in self.new_sets:
+            tx.add(s)
+        for name in self.new_chains:
+            tx.add(Chain(name))
+        for name, rules in list(self.new_chains.items()) + list(self.changed_chains.items()):
+            if name in self.changed_chains:
+                tx.flush(Chain(name))
+            for rule in rules:
+                tx.add(Rule(name, rule))
+        for container in CONTAINER_NAMES:
+            if container in self.removed:
+                tx.delete(Elements(container, self.removed[container]))
+        for container in CONTAINER_NAMES:
+            if container in self.added:
+                tx.add(Elements(container, self.added[container]))
+        for name in self.gone_chains:
+            if self.gone_rules.get(name):  # it may jump to another chain that goes
+                tx.flush(Chain(name))
+        for name in self.gone_chains:
+            tx.delete(Chain(name))
+        for s in self.gone_sets:
+            tx.delete(s)
