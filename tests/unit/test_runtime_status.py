@@ -216,6 +216,59 @@ def test_unsupported_env_sources_are_clear_errors():
     assert "X" not in ct.container_env(POD, optional, {}, CTX)
 
 
+CONFIG_MAPS = {("shop", "settings"): {"data": {"COLOR": "blue", "SIZE": "L", "bad key": "x",
+                                              "1ST": "y"}},
+               ("shop", "other"): {"data": {"COLOR": "red", "MODE": "$(COLOR)"}}}
+
+
+def _cm(namespace, name):
+    return CONFIG_MAPS.get((namespace, name))
+
+
+def test_env_from_config_maps_with_prefix_and_precedence():
+    container = {"name": "app", "envFrom": [
+        {"configMapRef": {"name": "settings"}},
+        {"prefix": "OTHER_", "configMapRef": {"name": "other"}},
+        {"configMapRef": {"name": "absent", "optional": True}},
+    ], "env": [{"name": "SIZE", "value": "XL"},
+               {"name": "PICK", "valueFrom": {"configMapKeyRef": {"name": "other", "key": "COLOR"}}},
+               {"name": "NONE", "valueFrom": {"configMapKeyRef": {"name": "other", "key": "nope",
+                                                                   "optional": True}}},
+               {"name": "DERIVED", "value": "$(OTHER_COLOR)-$(COLOR)"}]}
+    warnings = []
+    env = ct.container_env(POD, container, {"COLOR": "service", "KEEP": "1"}, CTX, _cm, warnings)
+    assert env["COLOR"] == "blue"               # envFrom over the service variables
+    assert env["SIZE"] == "XL"                  # env over envFrom
+    assert env["OTHER_COLOR"] == "red" and env["OTHER_MODE"] == "$(COLOR)"  # not expanded
+    assert env["PICK"] == "red" and "NONE" not in env and env["KEEP"] == "1"
+    assert env["DERIVED"] == "red-blue"
+    # keys that are not variable names (IsEnvVarName: no leading digit, no space) are skipped
+    assert "bad key" not in env and "1ST" not in env
+    assert warnings == ["Keys [1ST, bad key] from the EnvFrom configMap shop/settings were "
+                        "skipped since they are considered invalid environment variable names."]
+
+
+@pytest.mark.parametrize("env_from, env, message", [
+    ([{"configMapRef": {"name": "absent"}}], [], 'configmap "absent" not found'),
+    ([], [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}],
+     'configmap "absent" not found'),
+    ([], [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "k"}}}],
+     "couldn't find key k in ConfigMap shop/settings"),
+    ([{"secretRef": {"name": "creds"}}], [],
+     'secret "creds" not found (svcnet does not serve Secrets)'),
+    ([], [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}],
+     'secret "creds" not found (svcnet does not serve Secrets)'),
+])
+def test_missing_config_is_create_container_config_error(env_from, env, message):
+    with pytest.raises(ct.LaunchError) as e:
+        ct.container_env(POD, {"name": "app", "envFrom": env_from, "env": env}, {}, CTX, _cm)
+    assert (e.value.reason, e.value.message) == ("CreateContainerConfigError", message)
+    optional = {"name": "app", "envFrom": [{"secretRef": {"name": "creds", "optional": True}}],
+                "env": [{"name": "X", "valueFrom": {"secretKeyRef": {
+                    "name": "creds", "key": "k", "optional": True}}}]}
+    assert "X" not in ct.container_env(POD, optional, {}, CTX, _cm)
+
+
 def test_launch_builtin_image_goes_through_runas_as_nobody():
     container = {"name": "app", "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
                  "args": ["netexec", "--http-port=$(PORT)"], "env": [{"name": "PORT",

@@ -4,7 +4,7 @@ Theory of operation
 - The pure half turns a pod and a container into a `Launch`: the argv (Kubernetes' `$(VAR)`
   expansion of command/args, then `svcnet.images.registry.resolve`), the environment (service
   variables, then the container's `env` with `valueFrom.fieldRef`, each value expanded against
-  the ones before it), the user and group (container securityContext over pod securityContext,
+  the ones before it; `envFrom` and configMapKeyRef from ConfigMaps), the user and group (container securityContext over pod securityContext,
   default 65534:65534), the working directory, and the pod's own /etc files (`pod_files`).
   Problems are `LaunchError(reason, message)`, which the pod shows as a waiting reason.
 - Built-in images run the venv's Python, which an unprivileged user may not be able to exec (it
@@ -36,6 +36,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from svcnet.agent.nsenter import enter_pod
 from svcnet.images.registry import resolve, split_image
@@ -124,33 +125,84 @@ def _field_ref(pod: dict, path: str, ctx: dict[str, str]) -> str:
                       f'unsupported fieldRef.fieldPath "{path}"')
 
 
-def container_env(pod: dict, container: dict, service_env: dict[str, str],
-                  ctx: dict[str, str]) -> dict[str, str]:
-    """The process environment: PATH/HOSTNAME, the service variables, then the container's env.
+ConfigMapGetter = Callable[[str, str], "dict | None"]  # (namespace, name) -> ConfigMap or None
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # validation.IsEnvVarName
+NO_SECRETS = "svcnet does not serve Secrets"
 
-    `ctx` holds podIP, hostIP, nodeName. Raises LaunchError for references svcnet cannot
-    resolve (configMapKeyRef, secretKeyRef, resourceFieldRef, envFrom).
-    """
+
+def _config_error(message: str) -> LaunchError:
+    return LaunchError("CreateContainerConfigError", message)
+
+
+def _lookup(kind: str, namespace: str, name: str, config_maps: ConfigMapGetter | None,
+            optional: bool) -> dict | None:
+    """The referenced ConfigMap (None if optional and absent); a config error otherwise.
+    Secrets are never there: svcnet does not serve them."""
+    found = config_maps(namespace, name) if kind == "configMap" and config_maps else None
+    if found is None and not optional:
+        raise _config_error(f'{kind.lower()} "{name}" not found'
+                            + (f" ({NO_SECRETS})" if kind == "secret" else ""))
+    return found
+
+
+def container_env(pod: dict, container: dict, service_env: dict[str, str],
+                  ctx: dict[str, str], config_maps: ConfigMapGetter | None = None,
+                  warnings: list[str] | None = None) -> dict[str, str]:
+    """The process environment, in the kubelet's order of precedence: PATH/HOSTNAME, the
+    service variables, `envFrom` (ConfigMaps, with their prefix), then the container's `env`
+    (values expanded against what came before, fieldRefs, configMapKeyRefs).
+
+    `ctx` holds podIP, hostIP, nodeName; `config_maps(namespace, name)` finds ConfigMaps.
+    Raises LaunchError("CreateContainerConfigError") with the kubelet's message for a missing
+    ConfigMap or key that is not optional, and for any Secret that is not optional. Keys of an
+    envFrom source that are not valid variable names are skipped and reported in `warnings`
+    (the kubelet's InvalidEnvironmentVariableNames event)."""
+    meta = pod.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": pod_hostname(pod)}
     env.update(service_env or {})
-    if container.get("envFrom"):
-        raise LaunchError("CreateContainerConfigError",
-                          "envFrom (ConfigMaps and Secrets) is not supported by svcnet")
+    for source in container.get("envFrom") or []:
+        kind = "configMap" if source.get("configMapRef") else "secret"
+        ref = source.get(f"{kind}Ref") or {}
+        found = _lookup(kind, namespace, ref.get("name", ""), config_maps,
+                        bool(ref.get("optional")))
+        invalid = []
+        for key, value in sorted(((found or {}).get("data") or {}).items()):
+            name = (source.get("prefix") or "") + key
+            if _ENV_NAME.match(name):
+                env[name] = value
+            else:
+                invalid.append(name)
+        if invalid and warnings is not None:
+            warnings.append(f"Keys [{', '.join(invalid)}] from the EnvFrom {kind} "
+                            f"{namespace}/{ref.get('name', '')} were skipped since they are "
+                            f"considered invalid environment variable names.")
     for item in container.get("env") or []:
         name = item.get("name")
         if not name:
             continue
-        if "valueFrom" in item and item["valueFrom"]:
-            source = item["valueFrom"]
-            if source.get("fieldRef"):
-                env[name] = _field_ref(pod, source["fieldRef"].get("fieldPath", ""), ctx)
+        source = item.get("valueFrom") or {}
+        if item.get("value") or not source:
+            env[name] = expand(str(item.get("value", "")), env)
+        elif source.get("fieldRef"):
+            env[name] = _field_ref(pod, source["fieldRef"].get("fieldPath", ""), ctx)
+        elif source.get("configMapKeyRef") or source.get("secretKeyRef"):
+            kind = "configMap" if source.get("configMapKeyRef") else "secret"
+            ref = source[f"{kind}KeyRef"]
+            optional = bool(ref.get("optional"))
+            found = _lookup(kind, namespace, ref.get("name", ""), config_maps, optional)
+            if found is None:
                 continue
+            value = (found.get("data") or {}).get(ref.get("key", ""))
+            if value is None:
+                if optional:
+                    continue
+                raise _config_error(f"couldn't find key {ref.get('key', '')} in ConfigMap "
+                                    f"{namespace}/{ref.get('name', '')}")
+            env[name] = value
+        else:
             kind = next(iter(source))
-            if (source.get(kind) or {}).get("optional"):
-                continue
-            raise LaunchError("CreateContainerConfigError",
-                              f'env "{name}": valueFrom.{kind} is not supported by svcnet')
-        env[name] = expand(str(item.get("value", "")), env)
+            raise _config_error(f'env "{name}": valueFrom.{kind} is not supported by svcnet')
     return env
 
 
@@ -169,9 +221,10 @@ def is_builtin(argv: list[str]) -> bool:
 
 
 def launch_for(pod: dict, container: dict, service_env: dict[str, str],
-               ctx: dict[str, str]) -> Launch:
+               ctx: dict[str, str], config_maps: ConfigMapGetter | None = None,
+               warnings: list[str] | None = None) -> Launch:
     """Everything needed to start `container`, or LaunchError."""
-    env = container_env(pod, container, service_env, ctx)
+    env = container_env(pod, container, service_env, ctx, config_maps, warnings)
     command = [expand(str(a), env) for a in container.get("command") or []]
     args = [expand(str(a), env) for a in container.get("args") or []]
     image = container.get("image") or ""

@@ -68,6 +68,8 @@ class PodRuntime:
         self.started = False
         # (pod, container, reason, message) -> None: the agent records them as Warning Events
         self.on_event = None
+        # (namespace, name) -> ConfigMap or None: what envFrom and configMapKeyRef read
+        self.config_map = None
 
     def record_event(self, pod: dict, container: str, reason: str, message: str) -> None:
         if self.on_event is not None:

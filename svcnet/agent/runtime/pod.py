@@ -46,6 +46,7 @@ log = logging.getLogger("svcnet.agent.runtime")
 
 STATE_FILE = "state.json"
 MIN_GRACE = 2.0  # the kubelet never gives a container less than 2 seconds to stop
+CONFIG_RETRY = 1.0  # seconds between attempts to start a container whose ConfigMap is missing
 HOOK_TIMEOUT = 300.0  # an exec or HTTP postStart hook that never ends is stopped after this
 
 
@@ -108,6 +109,7 @@ class Container:
         self.ready = False
         self.kill_reason: str | None = None
         self.post_start = False            # the postStart hook is running: not running yet
+        self.retry_at = 0.0                # a config error: try to start again then (monotonic)
         self.exited = asyncio.Event()
         self.uid = ct.DEFAULT_UID
         self.gid = ct.DEFAULT_GID
@@ -405,7 +407,11 @@ class PodWorker:
                     return wait
             elif self.deleting:
                 return None
+            if c.retry_at > time.monotonic():
+                return c.retry_at - time.monotonic()
             await self._start(c)
+            if c.retry_at:
+                return CONFIG_RETRY
             if c.running or c.terminated is None:
                 return None
             return 0  # failed to start: look again (back-off decides)
@@ -427,8 +433,13 @@ class PodWorker:
                     continue
             elif self.deleting:
                 continue
+            if c.retry_at > time.monotonic():
+                delays.append(c.retry_at - time.monotonic())
+                continue
             await self._start(c)
-            if not c.running and c.terminated is not None and not c.final:
+            if c.retry_at:
+                delays.append(CONFIG_RETRY)
+            elif not c.running and c.terminated is not None and not c.final:
                 delays.append(0)
         if self.app and all(c.final for c in self.app):
             await self._finish()
@@ -580,16 +591,25 @@ class PodWorker:
 
     async def _start(self, c: Container) -> None:
         t0 = time.perf_counter()
+        warnings: list[str] = []
         try:
-            launch = ct.launch_for(self.pod, c.spec, self.service_env, self.ctx())
+            launch = ct.launch_for(self.pod, c.spec, self.service_env, self.ctx(),
+                                   self.rt.config_map, warnings)
         except ct.LaunchError as e:
+            if c.waiting != (e.reason, e.message):
+                log.warning("pod %s/%s container %s: %s: %s", self.namespace, self.name,
+                            c.name, e.reason, e.message)
             c.waiting = (e.reason, e.message)
-            c.launch_error = True
-            log.warning("pod %s/%s container %s: %s: %s", self.namespace, self.name, c.name,
-                        e.reason, e.message)
+            if e.reason == "CreateContainerConfigError":  # a ConfigMap may yet appear: retry
+                c.retry_at = time.monotonic() + CONFIG_RETRY
+            else:
+                c.launch_error = True
             self.save()
             self.notify()
             return
+        c.retry_at = 0.0
+        for message in warnings:
+            self.rt.record_event(self.pod, c.name, "InvalidEnvironmentVariableNames", message)
         if c.instances > 0:
             c.restart_count += 1
             c.last_state = c.terminated
