@@ -180,8 +180,9 @@ class Announcer:
 
     async def sync(self) -> tuple[list[str], list[str]]:
         desired = announced_addresses(self.services.items(), self.node_ips)
-        await asyncio.to_thread(self.link.ensure)
         add, delete = reconcile(await asyncio.to_thread(self.link.addresses), desired)
+        if add:  # the link is made when first needed
+            await asyncio.to_thread(self.link.ensure)
         if add or delete:
             await asyncio.to_thread(self.link.apply, add, delete)
             log.info("announcing %s (added %s, removed %s)", sorted(desired) or "nothing",

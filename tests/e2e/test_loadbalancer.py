@@ -1,0 +1,95 @@
+"""LoadBalancer Services end to end (issue 5): a server started with `--lb-pool`, agnhost pods,
+the laptop reaching the pool address across the LAN (ARP answered by the node), release and
+re-acquisition, an exhausted pool, and ServiceLB mode (class svcnet.io/node-lb: the node's own
+address). Namespaces are built and removed by the shared harness (unique prefix)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.e2e.cluster import poll, running_cluster, unique_prefix
+from tests.e2e.lb_support import (apply_service, hostnames, ingress, lb_link_addresses,
+                                  netexec_pods, wait_ingress, warnings)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+POOL = "192.168.1.240-192.168.1.250"
+FIRST = "192.168.1.240"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with running_cluster(unique_prefix("lb"), tmp_path_factory.mktemp("lb") / "node",
+                         "--lb-pool", POOL) as c:
+        netexec_pods(c, "web", 3)
+        yield c
+
+
+def test_the_laptop_reaches_the_pool_address_and_requests_spread_over_all_pods(cluster):
+    apply_service(cluster, "web")
+    wait_ingress(cluster, "web", [FIRST])
+    assert FIRST in cluster.kubectl("get", "svc", "web")  # EXTERNAL-IP column
+    poll(lambda: hostnames(cluster, f"http://{FIRST}/hostname", 1)[0].startswith("web-"), 30,
+         "the LoadBalancer address to answer")
+    seen = hostnames(cluster, f"http://{FIRST}/hostname", 40)
+    assert set(seen) == {"web-1", "web-2", "web-3"}, seen
+    mac = cluster.world.run("node", "cat", "/sys/class/net/eth0/address").stdout.strip()
+    assert mac in cluster.world.run("laptop", "ip", "neigh", "show", FIRST).stdout
+    assert lb_link_addresses(cluster) == {FIRST}
+
+
+def test_release_on_delete_and_type_change_then_reacquire(cluster):
+    apply_service(cluster, "web")
+    wait_ingress(cluster, "web", [FIRST])
+    cluster.kubectl("delete", "svc", "web")
+    apply_service(cluster, "web2", selector="web")
+    wait_ingress(cluster, "web2", [FIRST])  # the released address is handed out again
+
+    cluster.kubectl("patch", "svc", "web2", "-p", '{"spec": {"type": "ClusterIP"}}')
+    poll(lambda: ingress(cluster, "web2") == [], 30, "the address to be released")
+    poll(lambda: lb_link_addresses(cluster) == set(), 30, "the node to stop announcing it")
+    cluster.world.run("laptop", "ip", "neigh", "flush", "all")
+    assert hostnames(cluster, f"http://{FIRST}/hostname", 1) == [""]
+
+    cluster.kubectl("patch", "svc", "web2", "-p", '{"spec": {"type": "LoadBalancer"}}')
+    wait_ingress(cluster, "web2", [FIRST])
+    poll(lambda: hostnames(cluster, f"http://{FIRST}/hostname", 1)[0].startswith("web-"), 30,
+         "the address to answer again")
+    cluster.kubectl("delete", "svc", "web2")
+
+
+def test_an_exhausted_pool_leaves_the_service_pending_with_an_event(cluster):
+    names = [f"fill-{i}" for i in range(11)]  # the pool has 11 addresses
+    for name in names:
+        apply_service(cluster, name, selector="web")
+    poll(lambda: all(ingress(cluster, n) for n in names), 60, "the pool to fill up")
+    assert len({ingress(cluster, n)[0] for n in names}) == 11  # never one address twice
+    apply_service(cluster, "one-too-many", selector="web")
+    poll(lambda: any("no available IPs" in m for m in warnings(cluster, "one-too-many")), 30,
+         "an AllocationFailed event")
+    assert ingress(cluster, "one-too-many") == []
+    assert "<pending>" in cluster.kubectl("get", "svc", "one-too-many")
+    freed = ingress(cluster, names[3])
+    cluster.kubectl("delete", "svc", names[3])
+    wait_ingress(cluster, "one-too-many", freed)
+    cluster.kubectl("delete", "svc", "one-too-many", *[n for n in names if n != names[3]])
+    poll(lambda: lb_link_addresses(cluster) == set(), 30, "every address to be withdrawn")
+
+
+def test_servicelb_mode_exposes_the_service_on_the_nodes_own_address(cluster):
+    apply_service(cluster, "node-lb", selector="web", port=8081,
+                  loadBalancerClass="svcnet.io/node-lb")
+    wait_ingress(cluster, "node-lb", ["192.168.1.2"])
+    poll(lambda: hostnames(cluster, "http://192.168.1.2:8081/hostname", 1)[0].startswith("web-"),
+         30, "the node address to answer on the Service port")
+    apply_service(cluster, "node-lb-2", selector="web", port=8081,
+                  loadBalancerClass="svcnet.io/node-lb")
+    poll(lambda: any("port TCP/8081 is already in use on the nodes" in m
+                     for m in warnings(cluster, "node-lb-2")), 30, "a port clash event")
+    assert ingress(cluster, "node-lb-2") == []
+    assert lb_link_addresses(cluster) == set()  # the node's own address is not announced again
+    cluster.kubectl("delete", "svc", "node-lb")
+    wait_ingress(cluster, "node-lb-2", ["192.168.1.2"])
+    cluster.kubectl("delete", "svc", "node-lb-2")
