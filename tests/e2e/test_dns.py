@@ -67,29 +67,22 @@ FAKE_UPSTREAM = textwrap.dedent("""
         s.sendto(answer(q), addr)
 """)
 
-MANIFEST = """
+POD = """
 apiVersion: v1
 kind: Pod
-metadata: {name: web-0, labels: {app: web}}
+metadata: {{name: {name}, labels: {{app: web}}}}
 spec:
-  hostname: web-0
-  subdomain: peers
+  {extra}
   containers:
   - name: netexec
     image: registry.k8s.io/e2e-test-images/agnhost:2.53
     args: [netexec, --http-port=8080, --udp-port=-1]
-    readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
+    readinessProbe: {{httpGet: {{path: /hostname, port: 8080}}, periodSeconds: 1}}
 ---
-apiVersion: v1
-kind: Pod
-metadata: {name: web-1, labels: {app: web}}
-spec:
-  containers:
-  - name: netexec
-    image: registry.k8s.io/e2e-test-images/agnhost:2.53
-    args: [netexec, --http-port=8080, --udp-port=-1]
-    readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
----
+"""
+# web-0 has a hostname in the headless Service `peers`; web-1 does not.
+MANIFEST = POD.format(name="web-0", extra="hostname: web-0\n  subdomain: peers") \
+    + POD.format(name="web-1", extra="") + """
 apiVersion: v1
 kind: Service
 metadata: {name: web}
