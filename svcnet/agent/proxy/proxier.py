@@ -11,6 +11,9 @@ Theory of operation (kube-proxy's, with incremental state)
 - A full sync (the whole table replaced atomically) runs at start, after any failed transaction,
   and every `full_sync_period`. A failure is logged and counted; the state is then unknown, so
   the next sync is full.
+- After a sync's rules are live, the UDP frontends (addresses, ports, serving endpoints) of the
+  Services it touched are compared with the last ones seen; if they changed, stale UDP
+  conntrack entries are deleted (conntrack.py), so clients that keep a socket open follow.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import asyncio
 import collections
 import datetime
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 
 from svcnet.agent import metrics
-from svcnet.agent.proxy import ruleset
+from svcnet.agent.proxy import conntrack, ruleset
+from svcnet.agent.proxy.conntrack import ConntrackCLI
 from svcnet.agent.proxy.apply import apply
 from svcnet.agent.proxy.nft import Set, Transaction
 from svcnet.api.resources import BY_KIND
@@ -41,6 +46,7 @@ PROGRAMMING_LATENCY = metrics.Histogram(
     "In Cluster Network Programming Latency in seconds",
     [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60])
 SYNC_FAILURES = metrics.Counter("svcnet_proxy_sync_failures_total", "nft transactions that failed")
+_DEFAULT = object()
 FULL_SYNCS = metrics.Counter("svcnet_proxy_full_syncs_total", "full syncs of the nftables table")
 
 
@@ -157,7 +163,7 @@ class MergedState:
 
 class Proxier:
     def __init__(self, client: Client, node: ruleset.NodeInfo, nft: tuple[str, ...] = ("nft",),
-                 min_sync_period: float = 0.0, full_sync_period: float = 3600.0):
+                 min_sync_period: float = 0.0, full_sync_period: float = 3600.0, conntrack=_DEFAULT):
         self.client = client
         self.node = node
         self.nft = nft
@@ -170,6 +176,13 @@ class Proxier:
         self.wake = asyncio.Event()
         self.need_full = True
         self.merged = MergedState(node)
+        # UDP conntrack cleanup (conntrack.py): a ConntrackCLI-like object, or None for none
+        if conntrack is _DEFAULT:
+            conntrack = ConntrackCLI() if shutil.which("conntrack") else None
+            if conntrack is None:
+                log.warning("`conntrack` is not installed: stale UDP conntrack entries are not cleared")
+        self.conntrack = conntrack
+        self.udp_frontends: dict[tuple[str, str], dict] = {}
         self._task: asyncio.Task | None = None
         self.synced = asyncio.Event()
 
@@ -288,4 +301,33 @@ class Proxier:
             self.merged.add_all(pieces)
             FULL_SYNCS.inc()
             self.need_full = False
+        if self.conntrack is not None:
+            keys = {self._key(svc) for svc in snap_services} | set(self.udp_frontends) if full else dirty
+            await self._clear_conntrack(keys)
         self.synced.set()
+
+    @staticmethod
+    def _key(svc: dict) -> tuple[str, str]:
+        return svc["metadata"].get("namespace", ""), svc["metadata"]["name"]
+
+    async def _clear_conntrack(self, keys) -> None:
+        """After the rules are live: delete UDP conntrack entries that no longer fit them, for
+        the Services `keys` (conntrack.py says which)."""
+        current: dict = {}
+        gone: set = set()
+        for key in keys:
+            svc = self.services.get(*key)
+            now = {} if svc is None else conntrack.udp_frontends(
+                svc, self.slices_by_service.get(key, {}).values())
+            was = self.udp_frontends.pop(key, {})
+            if now:
+                self.udp_frontends[key] = now
+            if now != was:
+                current.update(now)
+                gone.update(set(was) - set(now))
+        if not current and not gone:
+            return
+        try:
+            await asyncio.to_thread(conntrack.clear, self.conntrack, current, gone)
+        except Exception as e:  # the rules are right; a failed cleanup only delays recovery
+            log.error("clearing stale UDP conntrack entries failed: %s", e)
