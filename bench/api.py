@@ -45,9 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -66,7 +64,13 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "api-latest.json"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    RESULTS_DIR, machine, memory_mb, percentile, process_cpu_seconds, settle)
+
+RESULTS = RESULTS_DIR / "api-latest.json"
 
 CONCURRENCY = 32
 LIST_RUNS = 5
@@ -81,21 +85,7 @@ TARGET_CREATES = 1000.0  # creates/s, at least
 TARGET_LIST_MS = 300.0  # plain LIST of 10,000 Services, below
 TARGET_WATCH_P99_MS = 10.0  # below
 TARGET_RSS_MB = 150.0  # with 10,000 Services, after a LIST, below
-IDLE_PCT, IDLE_WINDOW = 5.0, 0.5  # the server is idle below 5% of a core over 0.5 s
 BUSY_OTHER_PCT = 25.0  # CPU use (% of a core) by other processes above which the run is flagged
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank q-quantile (0 <= q <= 1) of `values`."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu_seconds() -> float:
@@ -287,16 +277,6 @@ PHASES = {"floor": phase_floor, "create": phase_create, "list": phase_list, "wat
 # ---- the server --------------------------------------------------------------------------------
 
 
-def memory_mb(pid: int) -> dict:
-    """VmRSS and VmHWM of process `pid` in MB (10^6 bytes)."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024 / 1e6
-    return out
-
 class Server:
     """One `svcnet server` process on a free loopback port, with its own data dir."""
 
@@ -343,13 +323,7 @@ class Server:
         """Wait until the server is idle (below IDLE_PCT of a core over IDLE_WINDOW seconds), so
         that background work left by one phase (controllers catching up on the Services just
         created) is not billed to the next; the seconds waited."""
-        start = time.perf_counter()
-        while time.perf_counter() - start < timeout:
-            cpu = process_cpu_seconds(self.proc.pid)
-            time.sleep(IDLE_WINDOW)
-            if process_cpu_seconds(self.proc.pid) - cpu < IDLE_PCT / 100 * IDLE_WINDOW:
-                break
-        return time.perf_counter() - start
+        return settle([self.proc.pid], timeout)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -382,22 +356,6 @@ def sqlite_reference(db: Path) -> dict:
 
 
 # ---- the run -----------------------------------------------------------------------------------
-
-def machine() -> dict:
-    model = ""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
-    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version(), "commit": commit}
-
 
 def measure(services: int, writes: int, profile: Path | None, extra_args: list[str]) -> dict:
     work = Path(tempfile.mkdtemp(prefix="svcnet-bench-"))
@@ -451,6 +409,18 @@ def verdicts(r: dict) -> dict:
         "watch_p99_ms": r["watch"]["p99_ms"] < TARGET_WATCH_P99_MS,
         "rss_listed_mb": r["rss_listed"]["VmRSS"] < TARGET_RSS_MB,
     }
+
+
+def section(r: dict, ok: dict) -> dict:
+    """Issue 7's `api` section."""
+    return {"services": r["services"], "creates_per_s": r["create"]["rate"],
+            "list_ms": r["list"]["plain"]["p50_ms"], "watch_p99_ms": r["watch"]["p99_ms"],
+            "create_p99_ms": r["create"]["p99_ms"], "healthz_floor_per_s": r["floor"]["rate"],
+            "list_table_ms": r["list"]["table"]["p50_ms"], "list_sqlite_ms": r["sqlite"]["p50_ms"],
+            "server_rss_mb": r["rss_listed"]["VmRSS"],
+            "target": f"creates_per_s >= {TARGET_CREATES:g}, list_ms < {TARGET_LIST_MS:g} (10,000 Services), "
+                      f"watch_p99_ms < {TARGET_WATCH_P99_MS:g}, server_rss_mb < {TARGET_RSS_MB:g}",
+            "pass": all(ok.values())}
 
 
 def report(r: dict, ok: dict) -> str:
@@ -543,7 +513,7 @@ def main() -> int:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps({"machine": info, "quick": args.quick,
                                        "server_args": extra_args, "results": r,
-                                       "pass": ok, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                       "pass": ok, "sections": {"api": section(r, ok)}, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                          time.gmtime())},
                                       indent=2) + "\n")
         print(f"\nwritten: {RESULTS.relative_to(ROOT)}")

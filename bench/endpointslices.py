@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shlex
 import shutil
@@ -64,18 +63,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.api import (  # noqa: E402  (the API benchmark's server, client and CPU accounting)
-    memory_mb,
     BUSY_OTHER_PCT,
     CONCURRENCY,
-    IDLE_PCT,
-    IDLE_WINDOW,
     CpuWindow,
     Server,
     _get_ok,
     _session,
+)
+from bench.common import (  # noqa: E402
+    children,
     machine,
+    memory_mb,
     percentile,
     process_cpu_seconds,
+    settle,
 )
 
 RESULTS = ROOT / "bench" / "results" / "endpointslices-latest.json"
@@ -155,17 +156,6 @@ class Cpu:
         return out
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
-
-
 def find_controller_manager(server_pid: int, timeout: float = 60.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -178,18 +168,6 @@ def find_controller_manager(server_pid: int, timeout: float = 60.0) -> int:
                 pass
         time.sleep(0.1)
     raise RuntimeError(f"no controller manager under server pid {server_pid} after {timeout}s")
-
-
-def settle(pids: list[int], timeout: float = 600.0) -> float:
-    """Server.settle for several processes: wait until each stays below IDLE_PCT of a core over
-    IDLE_WINDOW seconds, in the same window; the seconds waited."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        before = [process_cpu_seconds(p) for p in pids]
-        time.sleep(IDLE_WINDOW)
-        if all(process_cpu_seconds(p) - b < IDLE_PCT / 100 * IDLE_WINDOW for p, b in zip(pids, before)):
-            break
-    return time.perf_counter() - start
 
 
 # ---- the client process ------------------------------------------------------------------------
@@ -486,6 +464,17 @@ def verdicts(r: dict) -> dict:
     return {"latency_p99_ms": r["large_latency"]["p99_ms"] <= TARGET_P99_MS}
 
 
+def section(r: dict, ok: dict) -> dict:
+    """An `endpointslices` section for bench/run (issue 3's target)."""
+    small, large = r["small_latency"], r["large_latency"]
+    return {"services": large["services"], "p50_ms": large["p50_ms"], "p99_ms": large["p99_ms"],
+            "services_small": small["services"], "p50_ms_small": small["p50_ms"], "p99_ms_small": small["p99_ms"],
+            "ratio_p50": large["p50_ms"] / small["p50_ms"] if small["p50_ms"] else None,
+            "setup_objects_per_s": r["objects_per_s"],
+            "target": f"p99_ms <= {TARGET_P99_MS:g} (readiness change -> EndpointSlice on a watch)",
+            "pass": all(ok.values())}
+
+
 def report(r: dict, ok: dict) -> str:
     n, small_n = r["services"], r["small_setup"]["services"]
     ss, ls, sl, ll = r["small_setup"], r["large_setup"], r["small_latency"], r["large_latency"]
@@ -598,6 +587,7 @@ def main() -> int:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps({"machine": info, "quick": args.quick, "server_args": extra_args,
                                        "target_p99_ms": TARGET_P99_MS, "results": r, "pass": ok,
+                                       "sections": {"endpointslices": section(r, ok)},
                                        "time": rfc3339()}, indent=2) + "\n")
         print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
     return 0 if all(ok.values()) else 1

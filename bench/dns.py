@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""DNS benchmark: issue 5's target, queries per second for cluster names measured with dnsperf
+against svcnet's DNS server and against dnsmasq serving the same names, side by side on this
+machine: at least as many QPS as dnsmasq, p99 latency <= 1 ms at half that load.
+
+Theory of operation
+===================
+
+Everything runs in one network namespace `svd<pid>` made for the run (loopback only), removed in
+a `finally`: the measuring process re-executes itself inside it, so the API server, both DNS
+servers and dnsperf all talk over that namespace's 127.0.0.1 and no query can reach the machine's
+resolvers (svcnet's DNS gets an empty resolv.conf: it forwards nothing).
+
+- The names: an API server of the run's own (`svcnet server --no-agent --controllers=`, as
+  bench/api.py starts it) holds N ClusterIP Services `svc-I` in namespace `bench` (N=10,000;
+  1,000 quick), created by 32 clients. dnsmasq serves the same names with the same ClusterIPs
+  from a hosts file (`--addn-hosts`, no upstream servers, no /etc/hosts, no config file), on
+  127.0.0.1:53; then `svcnet dns --kubeconfig ... --listen 127.0.0.1:53` serves them from its
+  watches, with `--workers 1` (as the agent runs it: the headline) and `--workers 2`.
+- Throughput: dnsperf `-c 4 -q 200 -l S` over a query file that holds every name once (in a
+  random order), so every answer is a lookup of one of N names; QPS as dnsperf reports it, and
+  the share of answers that were NOERROR.
+- Latency at half load: dnsperf `-Q QPS/2 -v` (each answer printed with its latency), p50/p99
+  over all answers. Half of each server's own QPS, and also half of dnsmasq's for svcnet (the
+  load issue 5 names).
+
+    .venv/bin/python bench/dns.py [--quick]
+
+Needs root (a network namespace), dnsperf and dnsmasq (`apt-get install -y dnsperf
+dnsmasq-base`; bench/run installs them). Results: a table on stdout, the numbers in
+bench/results/dns-latest.json (with the `dns` section of issue 7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import RESULTS_DIR, log, machine, percentile  # noqa: E402
+
+RESULTS = RESULTS_DIR / "dns-latest.json"
+DOMAIN = "bench.svc.cluster.local"
+TARGET_P99_MS = 1.0
+CLIENTS, OUTSTANDING = 4, 200
+WORKERS = (1, 2)  # svcnet dns --workers: 1 as the agent runs it (the headline), 2 = the cores here
+
+
+class Netns:
+    """A namespace with loopback up, for one run; `run`/`spawn` inside it."""
+
+    def __init__(self, name: str | None):
+        self.name = name
+        self.procs: list[subprocess.Popen] = []
+        if name:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+
+    @classmethod
+    def current(cls) -> "Netns":
+        """The namespace this process already runs in (commands run as they are)."""
+        return cls(None)
+
+    def cmd(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv] if self.name else list(argv)
+
+    def spawn(self, *argv: str, **kw) -> subprocess.Popen:
+        p = subprocess.Popen(self.cmd(*argv), **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def destroy(self) -> None:
+        for p in self.procs:
+            self.stop(p)
+        if self.name:
+            subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+def dnsperf(ns: Netns, queries: Path, seconds: float, qps: float | None = None) -> dict:
+    """One dnsperf run against 127.0.0.1:53 in `ns`: QPS, answers, NOERROR share; with `qps`, a
+    rate-limited verbose run whose per-answer latencies give p50/p99."""
+    argv = ["dnsperf", "-s", "127.0.0.1", "-p", "53", "-d", str(queries), "-c", str(CLIENTS),
+            "-q", str(OUTSTANDING), "-l", str(seconds)]
+    if qps:
+        argv += ["-Q", str(int(qps)), "-v"]
+    # to a file, not a pipe: a verbose dnsperf must never wait for its reader
+    with tempfile.TemporaryFile("w+") as f:
+        p = subprocess.run(ns.cmd(*argv), stdout=f, stderr=subprocess.PIPE, text=True, timeout=seconds + 60)
+        f.seek(0)
+        out = f.read()
+    m = re.search(r"Queries per second:\s+([\d.]+)", out)
+    completed = re.search(r"Queries completed:\s+(\d+)", out)
+    noerror = re.search(r"NOERROR (\d+)", out)
+    r = {"qps": float(m.group(1)) if m else None, "completed": int(completed.group(1)) if completed else 0,
+         "noerror": int(noerror.group(1)) if noerror else 0}
+    if not m:
+        r["raw"] = (out + p.stderr)[-800:]
+    if qps:
+        # verbose lines: "> NOERROR svc-1.bench.svc.cluster.local A 0.000123"
+        lat = [float(x) * 1e3 for x in re.findall(r"^> \S+ \S+ \S+ ([\d.]+)$", out, re.M)]
+        r.update(target_qps=qps, samples=len(lat), p50_ms=percentile(lat, .5), p99_ms=percentile(lat, .99))
+    return r
+
+
+def wait_answering(ns: Netns, queries: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"DNS server exited with {proc.returncode}")
+        if dnsperf(ns, queries, 1)["noerror"]:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"DNS server did not answer within {timeout} s")
+
+
+def measure_server(ns: Netns, proc: subprocess.Popen, queries: Path, seconds: float,
+                   half_of: list[float]) -> dict:
+    """Throughput, then latency at half of each load in `half_of` (and half of its own QPS)."""
+    wait_answering(ns, queries, proc)  # also the warm-up
+    r = {"throughput": dnsperf(ns, queries, seconds)}
+    own = r["throughput"]["qps"]
+    r["half_load"] = [dnsperf(ns, queries, seconds, q / 2) for q in [own, *half_of] if q]
+    return r
+
+
+def load_services(server, n: int) -> dict[str, str]:
+    """N ClusterIP Services `svc-I` in namespace `bench` (32 clients, bench/api.py's); their names
+    and allocated ClusterIPs."""
+    import asyncio
+
+    from bench.api import _throughput
+
+    conn = server.conn()
+    ns = b'{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bench"}}'
+    asyncio.run(_throughput(conn, 1, "POST", "/api/v1/namespaces", [ns], 201))
+    bodies = [('{"apiVersion":"v1","kind":"Service","metadata":{"name":"svc-%d"},'
+               '"spec":{"ports":[{"port":80}]}}' % i).encode() for i in range(n)]
+    r = asyncio.run(_throughput(conn, n, "POST", "/api/v1/namespaces/bench/services", bodies, 201))
+    if r["failures"]:
+        raise RuntimeError(f"{r['failures']} Service creates failed: {r['first_failure']}")
+    import ssl
+    import urllib.request
+
+    req = urllib.request.Request(conn["url"] + "/api/v1/namespaces/bench/services",
+                                 headers={"Authorization": f"Bearer {conn['token']}"})
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=conn["cafile"])) as resp:
+        items = json.loads(resp.read())["items"]
+    return {f"{s['metadata']['name']}.{DOMAIN}": s["spec"]["clusterIP"] for s in items}
+
+
+def inner(n: int, seconds: float, work: Path, ns: Netns) -> dict:
+    """Inside the namespace: an API server holding the Services, dnsmasq, then svcnet's DNS."""
+    from bench.api import Server
+
+    R: dict = {"names": n, "seconds": seconds}
+    server = Server(work, None, ["--controllers="])
+    try:
+        server.wait_ready()
+        log(f"loading {n} Services")
+        recs = load_services(server, n)
+        (work / "hosts").write_text("".join(f"{ip} {name}\n" for name, ip in recs.items()))
+        order = sorted(recs)
+        random.Random(7).shuffle(order)
+        queries = work / "queries.txt"
+        queries.write_text("".join(f"{name} A\n" for name in order))
+        log(f"dnsmasq, {n} names")
+        dnsmasq = ns.spawn("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+                           "--no-hosts", f"--addn-hosts={work / 'hosts'}", "--listen-address=127.0.0.1",
+                           "--bind-interfaces", "--port=53", "--pid-file=", "--user=root",
+                           f"--cache-size={max(n, 150)}", "--log-facility=-",
+                           stdout=subprocess.DEVNULL, stderr=open(work / "dnsmasq.log", "wb"))
+        R["dnsmasq"] = measure_server(ns, dnsmasq, queries, seconds, [])
+        ns.stop(dnsmasq)
+        (work / "resolv.conf").write_text("")  # no upstreams: nothing is forwarded off the machine
+        for workers in WORKERS:
+            log(f"svcnet dns --workers {workers}")
+            svc = ns.spawn(sys.executable, "-m", "svcnet.cli.main", "dns", "--kubeconfig",
+                           str(server.data_dir / "kubeconfig"), "--listen", "127.0.0.1:53",
+                           "--resolv-conf", str(work / "resolv.conf"), "--workers", str(workers),
+                           stdout=subprocess.DEVNULL, stderr=open(work / "svcnet-dns.log", "ab"), cwd=ROOT)
+            R[f"svcnet_workers_{workers}"] = measure_server(ns, svc, queries, seconds,
+                                                            [R["dnsmasq"]["throughput"]["qps"]])
+            ns.stop(svc)
+    finally:
+        server.stop()
+    return R
+
+
+def measure(n: int, seconds: float) -> dict:
+    """The namespace and work dir around `inner`, which runs in a child process inside the
+    namespace (so every socket is the namespace's loopback)."""
+    work = Path(tempfile.mkdtemp(prefix="svcnet-dns-"))
+    ns = Netns(f"svd{os.getpid() % 100000}")
+    out = work / "result.json"
+    try:
+        child = ns.spawn(sys.executable, str(Path(__file__).resolve()), "--inner", str(work),
+                         "--names", str(n), "--seconds", str(seconds), cwd=ROOT)
+        child.wait()
+        if not out.exists():
+            raise RuntimeError(f"the measuring process exited with {child.returncode}")
+        return json.loads(out.read_text())
+    finally:
+        ns.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def section(R: dict) -> dict:
+    """Issue 7's `dns` section."""
+    d = R.get("dnsmasq")
+    out = {"names": R.get("names"), "dnsmasq_qps": d and d["throughput"]["qps"],
+           "dnsmasq_p99_ms_half_load": d and d["half_load"][0]["p99_ms"],
+           "target": f"svcnet_qps >= dnsmasq_qps, p99_ms <= {TARGET_P99_MS:g} at half load"}
+    s = R.get(f"svcnet_workers_{WORKERS[0]}")
+    if not s or not d:
+        out["missing"] = R.get("error") or "not measured"
+        return out
+    q = s["throughput"]["qps"]
+    at_dnsmasq_half = s["half_load"][-1]
+    out.update(svcnet_qps=q, ratio=q / out["dnsmasq_qps"] if q and out["dnsmasq_qps"] else None,
+               p99_ms=at_dnsmasq_half["p99_ms"], p99_ms_half_own=s["half_load"][0]["p99_ms"],
+               svcnet_workers=WORKERS[0])
+    for w in WORKERS[1:]:
+        if R.get(f"svcnet_workers_{w}"):
+            out[f"svcnet_qps_workers_{w}"] = R[f"svcnet_workers_{w}"]["throughput"]["qps"]
+            out[f"p99_ms_workers_{w}"] = R[f"svcnet_workers_{w}"]["half_load"][-1]["p99_ms"]
+    out["pass"] = bool(out["ratio"] and out["ratio"] >= 1 and out["p99_ms"] is not None
+                       and out["p99_ms"] <= TARGET_P99_MS)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1,000 names, 5 s runs")
+    p.add_argument("--inner", help=argparse.SUPPRESS)
+    p.add_argument("--names", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.inner:
+        work = Path(args.inner)
+        ns = Netns.current()
+        try:
+            R = inner(args.names, args.seconds, work, ns)
+        except Exception as e:  # noqa: BLE001 - reported, never made up
+            import traceback
+
+            traceback.print_exc()
+            R = {"names": args.names, "error": f"{type(e).__name__}: {e}"}
+        finally:
+            for proc in ns.procs:
+                ns.stop(proc)
+        (work / "result.json").write_text(json.dumps(R))
+        return 0
+    n, seconds = (1000, 5) if args.quick else (10000, 10)
+    t = time.perf_counter()
+    try:
+        R = measure(n, seconds)
+    except Exception as e:  # noqa: BLE001 - reported, never made up
+        R = {"names": n, "error": f"{type(e).__name__}: {e}"}
+    sec = section(R)
+    for k, v in sec.items():
+        print(f"{k:28} {v}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"mode": "quick" if args.quick else "full", "wall_s": time.perf_counter() - t,
+                                   "machine": machine(), "raw": R, "sections": {"dns": sec}}, indent=1))
+    return 0 if sec.get("pass") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
