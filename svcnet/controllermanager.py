@@ -21,7 +21,8 @@ from svcnet.client import Client, Config
 
 log = logging.getLogger("svcnet.controller-manager")
 
-CONTROLLER_NAMES = ("nodeipam", "endpointslice", "endpoints", "garbagecollector", "loadbalancer")
+CONTROLLER_NAMES = ("nodeipam", "endpointslice", "endpoints", "garbagecollector", "loadbalancer",
+                    "replicaset", "deployment")
 
 
 def controller_enabled(spec: str, name: str) -> bool:
@@ -33,12 +34,14 @@ def controller_enabled(spec: str, name: str) -> bool:
 
 
 def build(client: Client, spec: str, cluster_cidr: str, lb_pool: list[str] | None = None) -> list:
+    from svcnet.controllers.deployment import DeploymentController
     from svcnet.controllers.endpoints import EndpointsController
     from svcnet.controllers.endpointslice import EndpointSliceController
     from svcnet.controllers.garbagecollector import GarbageCollector
     from svcnet.controllers.lbipam import Pool
     from svcnet.controllers.loadbalancer import LoadBalancerController
     from svcnet.controllers.nodeipam import NodeIPAMController
+    from svcnet.controllers.replicaset import ReplicaSetController
 
     available = {
         "nodeipam": lambda: NodeIPAMController(client, cluster_cidr),
@@ -46,6 +49,8 @@ def build(client: Client, spec: str, cluster_cidr: str, lb_pool: list[str] | Non
         "endpoints": lambda: EndpointsController(client),
         "garbagecollector": lambda: GarbageCollector(client),
         "loadbalancer": lambda: LoadBalancerController(client, Pool.parse(lb_pool or ())),
+        "replicaset": lambda: ReplicaSetController(client),
+        "deployment": lambda: DeploymentController(client),
     }
     return [make() for name, make in available.items() if controller_enabled(spec, name)]
 

@@ -1,7 +1,8 @@
 """Garbage collection through ownerReferences against a real `svcnet server`, with kubectl's
 --cascade=background|orphan|foreground and the official Python client.
 
-There is no ReplicaSet controller: the tests set ownerReferences themselves.
+The tests set ownerReferences themselves; their pods match no ReplicaSet's selector, since the
+ReplicaSet controller would adopt (and then delete) a matching pod as Kubernetes' does.
 
 The collector runs inside the server, as part of its controllers.
 """
@@ -57,7 +58,7 @@ def configmap(ns: str, name: str, owners: list[dict], finalizers: list[str] | No
 
 def pod(ns: str, name: str, owners: list[dict]) -> dict:
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app": "x"},
+            "metadata": {"name": name, "namespace": ns, "labels": {"gc-test": "dependent"},
                          "ownerReferences": owners},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
 
