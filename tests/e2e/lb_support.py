@@ -3,11 +3,21 @@ pods, Services as JSON, waiting for an ingress address, and asking which pod ans
 
 from __future__ import annotations
 
+import contextlib
 import json
+from pathlib import Path
 
-from tests.e2e.cluster import Cluster, poll
+from tests.e2e.cluster import Cluster, poll, running_cluster, unique_prefix
 
 NETEXEC = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+
+
+@contextlib.contextmanager
+def pool_cluster(tag: str, data: Path, app: str, pods: int, pool: str = "192.168.1.240-192.168.1.250"):
+    """A cluster started with `--lb-pool pool`, with `pods` netexec pods labelled app=<app>."""
+    with running_cluster(unique_prefix(tag), data, "--lb-pool", pool) as c:
+        netexec_pods(c, app, pods)
+        yield c
 
 
 def netexec_pods(cluster: Cluster, app: str, n: int) -> list[str]:

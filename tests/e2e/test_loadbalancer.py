@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from tests.e2e.cluster import poll, running_cluster, unique_prefix
+from tests.e2e.cluster import poll
 from tests.e2e.lb_support import (apply_service, hostnames, ingress, lb_link_addresses,
-                                  netexec_pods, wait_ingress, warnings)
+                                  pool_cluster, wait_ingress, warnings)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -21,9 +21,7 @@ FIRST = "192.168.1.240"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with running_cluster(unique_prefix("lb"), tmp_path_factory.mktemp("lb") / "node",
-                         "--lb-pool", POOL) as c:
-        netexec_pods(c, "web", 3)
+    with pool_cluster("lb", tmp_path_factory.mktemp("lb") / "node", "web", 3, POOL) as c:
         yield c
 
 
