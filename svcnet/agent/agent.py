@@ -135,7 +135,7 @@ class Agent:
                                nft=self.nft)
         await self.proxier.start()
         # LoadBalancer addresses answer ARP on this node; healthCheckNodePorts are served here.
-        self.announcer = Announcer(self.proxier.services, (self.node_ip,))
+        self.announcer = Announcer(self.proxier, self.node_name, (self.node_ip,))
         await self.announcer.start()
         self.health_checks = HealthChecks(self.proxier, self.node_name, (self.node_ip,))
         await self.health_checks.start()

@@ -3,10 +3,13 @@
 Theory of operation
 -------------------
 MetalLB's layer-2 mode in its simplest form. The addresses to announce are a pure function of
-the Services (`announced_addresses`): the IPv4 `status.loadBalancer.ingress` addresses of the
-LoadBalancer Services svcnet owns (no class, `svcnet.io/lb`), minus the node's own addresses
-(ServiceLB mode hands those out, and they answer already). `externalIPs` are never announced:
-routing them to a node is the user's business, as in Kubernetes.
+the Services and their EndpointSlices (`announced_addresses`): the IPv4
+`status.loadBalancer.ingress` addresses of the LoadBalancer Services svcnet owns (no class,
+`svcnet.io/lb`), minus the node's own addresses (ServiceLB mode hands those out, and they
+answer already); with `externalTrafficPolicy: Local` only while this node has a ready endpoint
+of the Service (as MetalLB: a node that would drop the traffic does not attract it).
+`externalIPs` are never announced: routing them to a node is the user's business, as in
+Kubernetes. Every node that qualifies answers; there is no leader election between nodes yet.
 
 Announcing = holding each address as a /32 on a dummy link `svcnet-lb0` that the agent owns in
 its network namespace (an empty bridge where the kernel lacks the dummy driver). The kernel then answers ARP for it on the LAN interface (arp_ignore 0,
@@ -29,8 +32,9 @@ import json
 import logging
 import socket
 import subprocess
-from typing import Iterable
+from typing import Iterable, Mapping
 
+from svcnet.agent.proxy.healthcheck import local_ready_endpoints
 from svcnet.controllers.lbipam import NODE_LB_CLASS, OWNED_CLASSES, ingress_ips
 
 log = logging.getLogger("svcnet.announce")
@@ -46,7 +50,8 @@ def _ipv4(s: str) -> bool:
         return False
 
 
-def announced_addresses(services: Iterable[dict], node_ips: Iterable[str]) -> set[str]:
+def announced_addresses(services: Iterable[dict], node_name: str, node_ips: Iterable[str],
+                        slices_by_service: Mapping[tuple[str, str], Mapping[str, dict]]) -> set[str]:
     """The LoadBalancer addresses this node should answer ARP for."""
     own = set(node_ips)
     out: set[str] = set()
@@ -57,6 +62,11 @@ def announced_addresses(services: Iterable[dict], node_ips: Iterable[str]) -> se
         cls = spec.get("loadBalancerClass")
         if cls not in OWNED_CLASSES or cls == NODE_LB_CLASS:
             continue
+        if spec.get("externalTrafficPolicy") == "Local":
+            m = svc["metadata"]
+            slices = (slices_by_service.get((m.get("namespace", ""), m["name"])) or {}).values()
+            if not local_ready_endpoints(slices, node_name):
+                continue
         out.update(ip for ip in ingress_ips(svc) if _ipv4(ip) and ip not in own)
     return out
 
@@ -149,37 +159,56 @@ def send_gratuitous_arp(node_ip: str, ips: list[str]) -> None:
         log.debug("gratuitous ARP on %s: %s", dev["ifname"], e)
 
 
-class Announcer:
-    """Keeps `svcnet-lb0` holding what `announced_addresses` says, following a Service
-    informer (the proxier's)."""
+def _is_lb(svc: dict | None) -> bool:
+    return svc is not None and (svc.get("spec") or {}).get("type") == "LoadBalancer"
 
-    def __init__(self, services, node_ips: tuple[str, ...], link: DummyLink | None = None):
-        self.services = services
+
+class Announcer:
+    """Keeps `svcnet-lb0` holding what `announced_addresses` says, following the proxier's
+    Service and EndpointSlice informers."""
+
+    def __init__(self, proxier, node_name: str, node_ips: tuple[str, ...],
+                 link: DummyLink | None = None):
+        self.proxier = proxier
+        self.node_name = node_name
         self.node_ips = node_ips
         self.link = link or DummyLink()
         self.wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     def _on_service(self, kind: str, old: dict | None, new: dict | None) -> None:
-        if any((o or {}).get("spec", {}).get("type") == "LoadBalancer" for o in (old, new)):
+        if _is_lb(old) or _is_lb(new):
             self.wake.set()
 
+    def _on_slice(self, kind: str, old: dict | None, new: dict | None) -> None:
+        m = (new or old)["metadata"]
+        name = (m.get("labels") or {}).get("kubernetes.io/service-name")
+        svc = self.proxier.services.get(m.get("namespace", ""), name) if name else None
+        if _is_lb(svc) and svc["spec"].get("externalTrafficPolicy") == "Local":
+            self.wake.set()
+
+    def _informers(self):
+        return ((self.proxier.services, self._on_service), (self.proxier.slices, self._on_slice))
+
     async def start(self) -> None:
-        self.services.add_handler(self._on_service)
+        for inf, handler in self._informers():
+            inf.add_handler(handler)
         self.wake.set()
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        try:
-            self.services.handlers.remove(self._on_service)
-        except ValueError:
-            pass
+        for inf, handler in self._informers():
+            try:
+                inf.handlers.remove(handler)
+            except ValueError:
+                pass
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def sync(self) -> tuple[list[str], list[str]]:
-        desired = announced_addresses(self.services.items(), self.node_ips)
+        desired = announced_addresses(self.proxier.services.items(), self.node_name,
+                                      self.node_ips, self.proxier.slices_by_service)
         add, delete = reconcile(await asyncio.to_thread(self.link.addresses), desired)
         if add:  # the link is made when first needed
             await asyncio.to_thread(self.link.ensure)

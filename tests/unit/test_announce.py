@@ -35,7 +35,22 @@ def test_announced_addresses_are_owned_lb_ingress_addresses_except_the_nodes_own
         lb("v6", "fd00::1"),
         lb("ext", type_="ClusterIP", external=("192.168.1.99",)),  # externalIPs: never
     ]
-    assert announced_addresses(services, ["192.168.1.2"]) == {"192.168.1.240", "192.168.1.241"}
+    assert announced_addresses(services, "n1", ["192.168.1.2"], {}) == \
+        {"192.168.1.240", "192.168.1.241"}
+
+
+def test_local_policy_addresses_are_announced_only_with_a_ready_local_endpoint():
+    svc = lb("local", "192.168.1.240")
+    svc["spec"]["externalTrafficPolicy"] = "Local"
+
+    def slices(node: str, ready: bool) -> dict:
+        return {("default", "local"): {"local-1": {"endpoints": [
+            {"addresses": ["10.244.0.2"], "nodeName": node, "conditions": {"ready": ready}}]}}}
+
+    assert announced_addresses([svc], "n1", [], slices("n1", True)) == {"192.168.1.240"}
+    assert announced_addresses([svc], "n1", [], slices("n1", False)) == set()
+    assert announced_addresses([svc], "n1", [], slices("n2", True)) == set()
+    assert announced_addresses([svc], "n1", [], {}) == set()
 
 
 def test_reconcile_is_a_sorted_diff():

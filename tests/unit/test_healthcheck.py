@@ -93,8 +93,10 @@ def test_listeners_follow_the_services_and_their_counts():
                     busy.bind(("127.0.0.1", 0))
                     busy.listen()
                     taken = busy.getsockname()[1]
-                    await server.sync({("default", "a"): (other, 1), ("default", "b"): (taken, 1)})
+                    failed = await server.sync({("default", "a"): (other, 1),
+                                                ("default", "b"): (taken, 1)})
                     assert ("default", "b") not in server.sites
+                    assert "in use" in failed[("default", "b")]
                     assert (await get(other))[0] == 200
                 await server.sync({})
                 assert server.sites == {}

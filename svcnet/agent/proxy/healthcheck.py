@@ -17,8 +17,9 @@ is 503 while it is false.
 
 `desired_health_checks()` is pure: (Services, EndpointSlices by Service, node) -> {Service: (port,
 local endpoint count)}. `ServiceHealthServer.sync()` opens and closes listeners to match (a port
-that cannot be opened is logged and retried on the next sync, as kube-proxy does, without
-stopping the others), and the counts are read by the handler on every request.
+that cannot be opened is logged, reported as a Warning Event `FailedToStartServiceHealthcheck`
+and retried, as kube-proxy does, without stopping the others), and the counts are read by the
+handler on every request.
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ from typing import Callable, Iterable, Mapping
 
 from aiohttp import web
 
+from svcnet.api.errors import APIError
+from svcnet.api.resources import BY_KIND
+from svcnet.events import event
+
 log = logging.getLogger("svcnet.healthcheck")
+EVENT = BY_KIND["Event"]
 
 ServiceName = tuple[str, str]  # (namespace, name)
 
@@ -105,7 +111,10 @@ class ServiceHealthServer:
                             headers={"Content-Type": "application/json",
                                      "X-Content-Type-Options": "nosniff"})
 
-    async def sync(self, desired: dict[ServiceName, tuple[int, int]]) -> None:
+    async def sync(self, desired: dict[ServiceName, tuple[int, int]]) -> dict[ServiceName, str]:
+        """Open and close listeners to match `desired`; returns the ones that could not be
+        opened, with why."""
+        failed: dict[ServiceName, str] = {}
         self.services = dict(desired)
         for name, (port, sites) in list(self.sites.items()):
             if desired.get(name, (None,))[0] != port:
@@ -125,12 +134,14 @@ class ServiceHealthServer:
                     opened.append(site)
             except OSError as e:
                 log.error("failed to start health check of %s/%s on port %d: %s", *name, port, e)
+                failed[name] = f"{e.strerror or e}"
                 for site in opened:
                     await site.stop()
                 continue
             log.info("health check of %s/%s on port %d", *name, port)
             self.sites[name] = (port, opened)
             self.by_port[port] = name
+        return failed
 
 
 class HealthChecks:
@@ -140,6 +151,7 @@ class HealthChecks:
     def __init__(self, proxier, node_name: str, node_ips: tuple[str, ...]):
         self.proxier = proxier
         self.node_name = node_name
+        self.reported: dict[ServiceName, int] = {}  # failures already told as an Event
         self.server = ServiceHealthServer(node_ips, lambda: proxier.synced.is_set())
         self.wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -172,13 +184,38 @@ class HealthChecks:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.server.stop()
 
+    async def _report(self, failed: dict[ServiceName, str]) -> None:
+        """A Warning Event per listener that cannot be opened, once per port (kube-proxy's
+        FailedToStartServiceHealthcheck)."""
+        for name in list(self.reported):
+            if name not in failed:
+                del self.reported[name]
+        for name, why in failed.items():
+            port = self.server.services[name][0]
+            if self.reported.get(name) == port:
+                continue
+            self.reported[name] = port
+            svc = self.proxier.services.get(*name)
+            if svc is None:
+                continue
+            message = (f"node {self.node_name} failed to start healthcheck \"{name[0]}/{name[1]}\" "
+                       f"on port {port}: {why}")
+            try:
+                await self.proxier.client.create(EVENT, event(
+                    dict(svc, kind="Service", apiVersion="v1"), "Warning",
+                    "FailedToStartServiceHealthcheck", message, "kube-proxy", self.node_name),
+                    manager="svcnet-agent")
+            except APIError as e:
+                log.warning("recording a health check event for %s/%s: %s", *name, e)
+
     async def _loop(self) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
             try:
-                await self.server.sync(desired_health_checks(
+                failed = await self.server.sync(desired_health_checks(
                     self.proxier.services.items(), self.proxier.slices_by_service, self.node_name))
+                await self._report(failed)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the next change retries
