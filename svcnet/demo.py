@@ -25,6 +25,7 @@ from svcnet.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "examples" / "seed.yaml"
+LB_POOL = "192.168.1.240-192.168.1.250"
 
 
 def kubectl(world: World, kubeconfig: Path, *args: str, input: str | None = None,
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                                  # cluster DNS with no upstream: names outside cluster.local are
                                  # REFUSED, never forwarded to this machine's resolvers
                                  "--resolv-conf", "/dev/null",
+                                 # LoadBalancer addresses on the LAN, announced by the node
+                                 "--lb-pool", LB_POOL,
                                  stdout=log, stderr=subprocess.STDOUT)
         wait_for("the API server", lambda: kubeconfig.exists() and kubectl(
             world, kubeconfig, "get", "--raw=/readyz", check=False).returncode == 0, 60)
@@ -82,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         ips = {pod["metadata"]["name"]: pod["status"].get("podIP") for pod in pods}
         backend_ip = json.loads(kubectl(world, kubeconfig, "get", "svc", "backend", "-o", "json")
                                 .stdout)["spec"]["clusterIP"]
+        lb_ip = ""
+
+        def lb_assigned() -> bool:
+            nonlocal lb_ip
+            svc = json.loads(kubectl(world, kubeconfig, "get", "svc", "backend-lb", "-o", "json").stdout)
+            lb_ip = ((svc["status"].get("loadBalancer") or {}).get("ingress") or [{}])[0].get("ip", "")
+            return bool(lb_ip)
+
+        wait_for("the LoadBalancer address", lb_assigned, 60)
         node, laptop = f"{args.prefix}-node", f"{args.prefix}-laptop"
         print(f"""
 svcnet is up: a single-node cluster in namespace {node}.
@@ -95,6 +107,8 @@ svcnet is up: a single-node cluster in namespace {node}.
     ip netns exec {node} curl 'http://{ips.get('frontend')}:8080/dial?request=hostname&host={backend_ip}&port=80&tries=4'
   ... and by its DNS name (cluster DNS at 10.96.0.10, through the pod's search path):
     ip netns exec {node} curl 'http://{ips.get('frontend')}:8080/dial?request=hostname&host=backend&port=80&tries=4'
+  From the laptop, the LoadBalancer address spreads requests over both back-ends:
+    ip netns exec {laptop} curl http://{lb_ip}/hostname
   kubectl:
     ip netns exec {node} kubectl --kubeconfig {kubeconfig} get pods,svc,endpointslices -o wide
 
@@ -103,8 +117,12 @@ Ctrl-C stops the cluster and removes everything the demo made.
         hello = world.run("laptop", "curl", "-s", "--max-time", "5",
                           f"http://{world.address('node')}:30008").stdout.strip()
         print(f"demo: laptop -> node:30008 answered: {hello!r}", flush=True)
+        hostnames = {world.run("laptop", "curl", "-s", "--max-time", "5",
+                               f"http://{lb_ip}/hostname").stdout.strip() for _ in range(12)}
+        print(f"demo: laptop -> {lb_ip} (LoadBalancer) answered from: {', '.join(sorted(hostnames))}",
+              flush=True)
         if args.exit_after_ready:
-            return 0 if hello == "Hello World!" else 1
+            return 0 if hello == "Hello World!" and hostnames == {"backend-1", "backend-2"} else 1
         while server.poll() is None:
             time.sleep(1)
         print(f"demo: the server exited with {server.returncode}", flush=True)

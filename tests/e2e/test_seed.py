@@ -29,7 +29,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for networ
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with running_cluster(unique_prefix("e"), tmp_path_factory.mktemp("seed") / "node") as c:
+    with running_cluster(unique_prefix("e"), tmp_path_factory.mktemp("seed") / "node",
+                         "--lb-pool", "192.168.1.240-192.168.1.250", "--resolv-conf", "/dev/null") as c:
         c.kubectl("apply", "-f", "-", input=SEED)
         poll(lambda: c.kubectl("wait", "--for=condition=Ready", "pod", "--all", "--timeout=1s",
                                check=False).startswith("pod/"), 120, "the seed pods to be Ready")
@@ -65,6 +66,26 @@ def test_front_end_reaches_back_ends_through_the_cluster_ip_and_env_vars(cluster
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert f"BACKEND_SERVICE_HOST={ip}".encode() in environ
     assert b"BACKEND_SERVICE_PORT=80" in environ
+
+
+def test_front_end_reaches_back_ends_by_dns_name(cluster):
+    assert set(_dial(cluster, "frontend", "backend", 80)) == {"backend-1", "backend-2"}
+    fqdn = "backend.default.svc.cluster.local"
+    assert set(_dial(cluster, "frontend", fqdn, 80, tries=10)) <= {"backend-1", "backend-2"}
+
+
+def test_a_load_balancer_address_spreads_requests_from_the_laptop(cluster):
+    svc = poll(lambda: (lambda s: s if s["status"].get("loadBalancer", {}).get("ingress") else None)(
+        cluster.json("get", "svc", "backend-lb")), 30, "an ingress address")
+    assert svc["status"]["loadBalancer"]["ingress"] == [{"ip": "192.168.1.240", "ipMode": "VIP"}]
+    seen = set()
+    for _ in range(40):
+        rc, body = cluster.curl("laptop", "http://192.168.1.240/hostname")
+        assert rc == 0, body
+        seen.add(body)
+        if seen == {"backend-1", "backend-2"}:
+            break
+    assert seen == {"backend-1", "backend-2"}
 
 
 def test_a_pod_reaches_itself_through_its_own_service(cluster):
