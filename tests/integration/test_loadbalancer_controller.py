@@ -4,6 +4,9 @@ with kubectl: allocation, release, type changes, exhaustion, sharing, restart sa
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 
 import pytest
 
@@ -132,3 +135,32 @@ def test_servicelb_class_gets_the_ready_nodes_addresses(lb):
                          for _, _, m in events(k, "nlb2")), 20, what="nlb2 refused")
     k("delete", "svc", "nlb")
     wait_ingress(k, "nlb2", ["192.168.1.2"])
+
+
+def _controller_manager_pid(server) -> int:
+    """The server's own controller-manager child (found by parent PID, never by name alone)."""
+    out = subprocess.run(["pgrep", "-P", str(server.proc.pid), "-f", "controller-manager"],
+                         capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else 0
+
+
+def test_a_burst_and_a_killed_controller_never_give_an_address_twice(lb):
+    server, k = lb
+    docs = [{"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": f"burst-{i}", "namespace": "default"},
+             "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}} for i in range(6)]
+    first = wait_for(lambda: _controller_manager_pid(server), 20, what="the controller manager")
+    k("apply", "-f", "-", input="\n".join(json.dumps(d) for d in docs))
+    os.kill(first, signal.SIGKILL)  # halfway through, or before it started: either must hold
+    wait_for(lambda: _controller_manager_pid(server) not in (0, first), 30,
+             what="the controller manager to be restarted")
+
+    def settled():
+        held = [ingress(k, f"burst-{i}") for i in range(6)]
+        return held if sum(1 for h in held if h) == 3 else None
+
+    held = wait_for(settled, 30, what="three of six to get the three addresses")
+    assert sorted(ip for h in held for ip in h) == ["192.168.1.240", "192.168.1.241", "192.168.1.242"]
+    pending = [f"burst-{i}" for i, h in enumerate(held) if not h]
+    wait_for(lambda: all(any(r == "AllocationFailed" for _, r, _ in events(k, n)) for n in pending),
+             20, what="the others to be pending with an Event")
