@@ -348,6 +348,23 @@ def zombie_exit_status(pid: int, start_ticks: int) -> int | None:
     return int(fields[49])
 
 
+def processes_in_netns(holder_pid: int) -> list[int]:
+    """The PIDs of the processes in the network namespace of `holder_pid` (itself included)."""
+    try:
+        target = os.stat(f"/proc/{holder_pid}/ns/net").st_ino
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino == target:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
 def pidfd_open(pid: int) -> int | None:
     try:
         return os.pidfd_open(pid)

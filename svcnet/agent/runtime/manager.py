@@ -107,23 +107,27 @@ class PodRuntime:
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         await self.netlink(self.network.setup_node)
         adopted_holders: set[int] = set()
-        for worker in self._load_workers():
+        workers = self._load_workers()
+        for worker in workers:
             if worker.sandbox is not None:
                 ok = await self.netlink(self.network.check, worker.sandbox)
                 if ok:
                     adopted_holders.add(worker.sandbox.pid)
                 else:
                     worker.sandbox_dead = True
-            worker.adopt()
-            self.workers[worker.uid] = worker
-            worker.start()
-            log.info("adopted pod %s/%s (%s)", worker.namespace, worker.name, worker.pod_ip)
+        # Holders no record claims (an agent stopped between starting one and recording it)
+        # go before any worker runs: a worker may start a new holder at once.
         for pid, uid in find_holders(self.tag).items():
             if pid not in adopted_holders:
                 log.warning("killing an unclaimed sandbox holder %d (pod %s)", pid, uid)
                 start = ct.proc_start_ticks(pid)
                 if start is not None:
                     await self.netlink(kill_holder, pid, start)
+        for worker in workers:
+            worker.adopt()
+            self.workers[worker.uid] = worker
+            worker.start()
+            log.info("adopted pod %s/%s (%s)", worker.namespace, worker.name, worker.pod_ip)
         self.started = True
 
     def _load_workers(self) -> list[PodWorker]:

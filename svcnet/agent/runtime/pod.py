@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from svcnet.agent.runtime import containers as ct
+from svcnet.agent.runtime import faults
 from svcnet.agent.runtime import status as st
 from svcnet.agent.runtime.probes import (LIVENESS, READINESS, STARTUP, ProbeSpec, ProbeState,
                                          http_get, resolve_port, tcp_socket)
@@ -110,6 +111,7 @@ class Container:
         self.kill_reason: str | None = None
         self.post_start = False            # the postStart hook is running: not running yet
         self.retry_at = 0.0                # a config error: try to start again then (monotonic)
+        self.spawning = False              # an instance is being started (persisted first)
         self.exited = asyncio.Event()
         self.uid = ct.DEFAULT_UID
         self.gid = ct.DEFAULT_GID
@@ -159,7 +161,7 @@ class Container:
             "backoff": self.backoff, "backoffUpdated": self.backoff_updated,
             "started": self.started, "ready": self.ready,
             "probeResults": {k: p.result for k, p in self.probes.items()},
-            "uid": self.uid, "gid": self.gid, "env": self.env,
+            "uid": self.uid, "gid": self.gid, "env": self.env, "spawning": self.spawning,
         }
 
     def load(self, d: dict) -> None:
@@ -185,6 +187,7 @@ class Container:
         self.uid = d.get("uid", ct.DEFAULT_UID)
         self.gid = d.get("gid", ct.DEFAULT_GID)
         self.env = d.get("env") or {}
+        self.spawning = bool(d.get("spawning"))
 
 
 class PodWorker:
@@ -455,6 +458,7 @@ class PodWorker:
         t0 = time.perf_counter()
         try:
             ip = self.rt.node_ip if self.host_network else self.rt.ipam.allocate(self.uid)
+            faults.point("ip-allocated")
             self.pod_ip = ip
             self.write_files()
 
@@ -486,6 +490,7 @@ class PodWorker:
         self.timings["sandbox_ms"] = (time.perf_counter() - t0) * 1000
         self.watch_holder()
         self.save()
+        faults.point("sandbox-ready")
         self.notify()
         return None
 
@@ -621,11 +626,15 @@ class PodWorker:
         self._prune_logs(c)
         log_path = self.dir / c.name / f"{c.restart_count}.log"
         started_wall = time.time()
+        c.spawning = True  # recorded first: a crash during the start leaves no unknown process
+        self.save()
         try:
             spawned = await self.rt.spawner(ct.spawn, launch, self.sandbox.netns,
                                             ct.pod_hostname(self.pod), self.files(), log_path,
                                             self.host_network)
+            faults.point("container-spawned")
         except ct.LaunchError as e:
+            c.spawning = False
             now = time.time()
             c.terminated = {"exitCode": 128, "reason": e.reason, "message": e.message,
                             "startedAt": rfc3339(started_wall), "finishedAt": rfc3339(now)}
@@ -638,6 +647,7 @@ class PodWorker:
         c.gen += 1
         c.pid, c.start_ticks, c.child = spawned.pid, spawned.start_ticks, spawned.child
         c.running = True
+        c.spawning = False
         c.started_at = rfc3339(started_wall)
         c.kill_reason = None
         c.exited = asyncio.Event()
@@ -879,6 +889,7 @@ class PodWorker:
         now_wall, now_mono = time.time(), time.monotonic()
         if self.sandbox is not None:
             self.watch_holder()
+        self._kill_unrecorded()
         for c in self.containers():
             if not c.running:
                 continue
@@ -893,6 +904,28 @@ class PodWorker:
             # Probe results resume as they were published: no readiness blip on a restart.
             self._init_probes(c, started_mono, c.saved_probe_results)
             self.watch(c, ct.pidfd_open(c.pid))
+
+    def _kill_unrecorded(self) -> None:
+        """A previous agent died while starting a container (`spawning` was recorded, the
+        process was not): such a process may be running unknown to anyone. Every process group
+        in the pod's network namespace that is not a recorded container's is killed, so the
+        container starts again exactly once."""
+        pending = [c for c in self.containers() if c.spawning and not c.running]
+        for c in pending:
+            c.spawning = False
+        if not pending or self.sandbox is None or self.host_network:
+            return
+        known = {c.pid for c in self.containers() if c.running and c.pid}
+        for pid in ct.processes_in_netns(self.sandbox.pid):
+            try:
+                leader = os.getsid(pid)
+            except OSError:
+                continue
+            if pid != self.sandbox.pid and leader not in known | {0, 1, self.sandbox.pid}:
+                log.warning("pod %s/%s: killing process %d, started by an agent that stopped "
+                            "before it recorded it", self.namespace, self.name, pid)
+                ct.signal_group(leader, signal.SIGKILL)
+                ct.signal_group(pid, signal.SIGKILL, ct.proc_start_ticks(pid))
 
     def detach(self) -> None:
         """Stop watching (the agent is stopping); processes keep running."""

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from svcnet.agent.nsenter import CLONE_NEWNET, setns, unshare
+from svcnet.agent.runtime import faults
 from svcnet.agent.runtime.containers import alive, proc_start_ticks, reap
 
 HOLDER_PREFIX = "svcnet-sandbox:"
@@ -52,6 +53,7 @@ class Sandbox:
     ip: str
     host_if: str | None   # None for hostNetwork pods
     created_at: str
+    wired: bool = False   # fully set up (a holder recorded halfway through is not)
 
     @property
     def netns(self) -> str:
@@ -65,7 +67,7 @@ class Sandbox:
         if not d:
             return None
         return cls(pid=int(d["pid"]), start=int(d["start"]), ip=d["ip"], host_if=d.get("host_if"),
-                   created_at=d.get("created_at", ""))
+                   created_at=d.get("created_at", ""), wired=bool(d.get("wired", True)))
 
 
 def host_if_name(uid: str) -> str:
@@ -215,11 +217,13 @@ class Network:
         try:
             if on_holder is not None:
                 on_holder(sandbox)
+            faults.point("holder-started")
             if not host_network:
                 self._wire(sandbox)
         except BaseException:
             self.destroy(sandbox)
             raise
+        sandbox.wired = True
         return sandbox
 
     def _wire(self, sb: Sandbox) -> None:
@@ -232,6 +236,7 @@ class Network:
             ipr.link("del", index=stale[0])
         ipr.link("add", ifname=sb.host_if, kind="veth", master=self.bridge_index, state="up",
                  peer={"ifname": "eth0", "net_ns_pid": sb.pid})
+        faults.point("veth-added")
         host = ipr.link_lookup(ifname=sb.host_if)[0]
         ipr.brport("set", index=host, mode=1)  # hairpin: a pod reaches itself via a Service
         try:  # an old neighbour entry for a reused address would delay the first packets
@@ -250,8 +255,9 @@ class Network:
             inside.close()
 
     def check(self, sb: Sandbox) -> bool:
-        """The holder is alive (same process) and its veth is in place."""
-        if not alive(sb.pid, sb.start):
+        """The sandbox was fully set up, its holder is alive (same process) and its veth is in
+        place."""
+        if not sb.wired or not alive(sb.pid, sb.start):
             return False
         return sb.host_if is None or self.link_exists(sb.host_if)
 
