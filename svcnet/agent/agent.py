@@ -40,7 +40,7 @@ POD = BY_KIND["Pod"]
 
 POD_START = metrics.Histogram("svcnet_pod_start_duration_seconds",
                               "From pod creation to all containers ready, as seen by the agent",
-                              [0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30])
+                              metrics.LATENCY_BUCKETS)
 
 
 def pod_key(pod: dict) -> tuple[str, str]:

@@ -15,6 +15,14 @@ def exponential_buckets(start: float, factor: float, count: int) -> list[float]:
     return [start * factor ** i for i in range(count)]
 
 
+# Latency buckets (seconds) fine where svcnet's latencies live: a partial nftables sync or an
+# endpoint change programmed takes 5-15 ms, a pod start 100-200 ms; coarse up to a minute.
+LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009,
+                   0.010, 0.011, 0.012, 0.014, 0.016, 0.018, 0.020, 0.025, 0.030, 0.040, 0.050,
+                   0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2,
+                   3, 5, 10, 30, 60]
+
+
 def _fmt(v: float) -> str:
     return "+Inf" if v == float("inf") else format(v, "g")
 

@@ -40,11 +40,11 @@ TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
 
 SYNC_DURATION = metrics.Histogram(
     "kubeproxy_sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds",
-    metrics.exponential_buckets(0.001, 2, 15))
+    metrics.LATENCY_BUCKETS)
 PROGRAMMING_LATENCY = metrics.Histogram(
     "kubeproxy_network_programming_duration_seconds",
     "In Cluster Network Programming Latency in seconds",
-    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60])
+    metrics.LATENCY_BUCKETS)
 SYNC_FAILURES = metrics.Counter("svcnet_proxy_sync_failures_total", "nft transactions that failed")
 _DEFAULT = object()
 FULL_SYNCS = metrics.Counter("svcnet_proxy_full_syncs_total", "full syncs of the nftables table")
