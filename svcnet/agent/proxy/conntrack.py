@@ -15,9 +15,11 @@ packets keep going to a dead address. kube-proxy therefore deletes such entries 
   (ready, or serving and terminating; on any node: policies do not matter, as in kube-proxy).
 - An entry whose original destination is a frontend and whose reply source (the address that
   answers, the DNAT target) is not one of that frontend's serving endpoints is stale: its
-  endpoint went away, or it was never DNATed (the first packet came while nothing served). This
-  includes frontends with no serving endpoint at all (kube-proxy skips those, so a Service
-  going to zero endpoints kept its clients pinned to the dead pod).
+  endpoint went away, or it was never DNATed (the first packet came while nothing served: a
+  NodePort without a Service behind it answers ICMP port unreachable, but its entry lives on).
+  This includes frontends with no serving endpoint at all (kube-proxy 1.32 skipped those, so a
+  Service going to zero endpoints kept its clients pinned to the dead pod). A NodePort frontend
+  is every destination address with that port, as in kube-proxy.
 - An entry whose original destination is a frontend that is gone (the Service, port or address
   was deleted) is stale whatever its reply source: the client's next packet must meet the rules
   as they are now (dropped, rejected, or a new Service on the same address).
@@ -99,13 +101,9 @@ def stale(entries: Iterable[Entry], frontends: dict[Frontend, frozenset[str]],
     gone = set(gone)
     out = []
     for e in entries:
-        dnatted = e.reply_src != e.dst
         for frontend in ((e.dst, e.dport), (None, e.dport)):
             serving = frontends.get(frontend)
-            if serving is not None and e.reply_src not in serving and (frontend[0] or dnatted):
-                out.append(e)
-                break
-            if frontend in gone and (frontend[0] or dnatted):
+            if frontend in gone or (serving is not None and e.reply_src not in serving):
                 out.append(e)
                 break
     return out
