@@ -1,7 +1,7 @@
 """LoadBalancer Services end to end (issue 5): a server started with `--lb-pool`, agnhost pods,
 the laptop reaching the pool address across the LAN (ARP answered by the node), release and
 re-acquisition, an exhausted pool, and ServiceLB mode (class svcnet.io/node-lb: the node's own
-address). Namespaces are built and removed by the shared harness (unique prefix)."""
+address), and the default without a pool (ServiceLB mode for all). Namespaces are built and removed by the shared harness (unique prefix)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from tests.e2e.cluster import poll
+from tests.e2e.cluster import poll, running_cluster, unique_prefix
 from tests.e2e.lb_support import (apply_service, hostnames, ingress, lb_link_addresses,
-                                  pool_cluster, wait_ingress, warnings)
+                                  netexec_pods, pool_cluster, wait_ingress, warnings)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -91,3 +91,14 @@ def test_servicelb_mode_exposes_the_service_on_the_nodes_own_address(cluster):
     cluster.kubectl("delete", "svc", "node-lb")
     wait_ingress(cluster, "node-lb-2", ["192.168.1.2"])
     cluster.kubectl("delete", "svc", "node-lb-2")
+
+
+def test_without_a_pool_a_load_balancer_gets_the_nodes_address(tmp_path):
+    """The default (no --lb-pool): ServiceLB mode for every LoadBalancer, in its own cluster."""
+    with running_cluster(unique_prefix("ls"), tmp_path / "node") as c:
+        netexec_pods(c, "solo", 1)
+        apply_service(c, "solo", port=8082)
+        wait_ingress(c, "solo", ["192.168.1.2"])
+        poll(lambda: hostnames(c, "http://192.168.1.2:8082/hostname", 1) == ["solo-1"], 30,
+             "the node address to answer on the Service port")
+        assert lb_link_addresses(c) == set()
