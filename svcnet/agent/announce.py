@@ -214,8 +214,8 @@ class Announcer:
             await asyncio.to_thread(self.link.ensure)
         if add or delete:
             await asyncio.to_thread(self.link.apply, add, delete)
-            log.info("announcing %s (added %s, removed %s)", sorted(desired) or "nothing",
-                     add or "none", delete or "none")
+            log.info("LoadBalancer addresses announced: %d (added %s, withdrawn %s)", len(desired),
+                     ", ".join(add) or "none", ", ".join(delete) or "none")
         if add:
             await asyncio.to_thread(send_gratuitous_arp, self.node_ips[0], add)
         return add, delete

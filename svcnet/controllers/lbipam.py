@@ -304,7 +304,9 @@ def _decide_pool(me: Claim, want: str | None, pool: Pool, older: list[Claim],
     for ip in candidates:
         if ip not in in_use or (me.sharing and _pool_refusal(ip, me, others) is None):
             return Decision((ip,))
-    return Decision((), f"no available IPs in --lb-pool {pool} ({pool.size()} addresses, all in use)")
+    n = pool.size()
+    return Decision((), f"no available IPs in --lb-pool {pool} ({n} address{'es' if n != 1 else ''}, "
+                        "all in use)")
 
 
 def _decide_node(me: Claim, want: str | None, older: list[Claim], others: list[Claim],
