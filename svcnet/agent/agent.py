@@ -29,7 +29,7 @@ from svcnet.agent.envvars import pod_service_env
 from svcnet.agent.node import NodeAgent
 from svcnet.agent.announce import Announcer
 from svcnet.agent.proxy.healthcheck import HealthChecks
-from svcnet.agent.proxy.proxier import Proxier
+from svcnet.agent.proxy.proxier import SYNC_DURATION, Proxier
 from svcnet.agent.proxy.ruleset import NodeInfo
 from svcnet.api.errors import APIError
 from svcnet.api.resources import BY_KIND
@@ -134,6 +134,9 @@ class Agent:
                                                      self.cluster_cidr, self.service_cidr),
                                nft=self.nft)
         await self.proxier.start()
+        # The termination chain: a deleted pod stops getting new connections before it stops.
+        self.runtime.still_routed = self.proxier.routes_new_connections_to
+        self.runtime.proxy_syncs = lambda: SYNC_DURATION.count
         # LoadBalancer addresses answer ARP on this node; healthCheckNodePorts are served here.
         self.announcer = Announcer(self.proxier, self.node_name, (self.node_ip,))
         await self.announcer.start()
