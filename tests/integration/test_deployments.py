@@ -172,6 +172,13 @@ def test_create_deployment_rolls_out_and_prints_like_kubernetes(srv, kc, ns):
     assert f"NewReplicaSet:   web-{h} (3/3 replicas created)" in desc
     assert f"Scaled up replica set web-{h} from 0 to 3" in desc
     assert "3 desired | 3 updated | 3 total | 3 available | 0 unavailable" in desc
+    # settled: the controllers write nothing more (no status ping-pong)
+    def versions():
+        return {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+                for o in kc.json("-n", ns, "get", "deploy,rs,pods")["items"]}
+    before = versions()
+    time.sleep(2)
+    assert versions() == before
 
 
 def test_scale_through_the_scale_subresource(srv, kc, ns):
