@@ -292,28 +292,7 @@ def test_traffic_from_pods_and_from_off_cluster(make_netns):
         laptop 192.168.77.10 --- lan0 192.168.77.1 [node] p0 10.244.1.1 --- pod0 10.244.1.2
                                                           p1 10.244.1.1 --- pod1 10.244.1.3
     """
-    node, laptop = make_netns(), make_netns()
-    pods = {"10.244.1.2": make_netns(), "10.244.1.3": make_netns()}
-    gateway = "10.244.1.1"
-    node.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-    node.run("ip", "link", "add", "name", "lan0", "type", "veth", "peer", "name", "eth0", "netns", laptop.name)
-    node.run("ip", "addr", "add", f"{NODE_IP}/24", "dev", "lan0")
-    node.run("ip", "link", "set", "lan0", "up")
-    laptop.run("ip", "addr", "add", "192.168.77.10/24", "dev", "eth0")
-    laptop.run("ip", "link", "set", "eth0", "up")
-    for i, (ip, pod) in enumerate(pods.items()):
-        node.run("ip", "link", "add", "name", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", pod.name)
-        node.run("ip", "addr", "add", f"{gateway}/32", "dev", f"p{i}")
-        node.run("ip", "link", "set", f"p{i}", "up")
-        node.run("ip", "route", "add", f"{ip}/32", "dev", f"p{i}")
-        pod.run("ip", "addr", "add", f"{ip}/32", "dev", "eth0")
-        pod.run("ip", "link", "set", "eth0", "up")
-        pod.run("ip", "route", "add", gateway, "dev", "eth0")
-        pod.run("ip", "route", "add", "default", "via", gateway)
-        pod.spawn(sys.executable, "-c", SERVER, ip, "8080", "tcp")
-    node.run("ip", "route", "add", NODE.service_cidr, "dev", "lan0")
-    wait_for_servers(node, pods)
-
+    node, laptop, pods, gateway = seed_world(make_netns)
     services = [svc("app", "10.96.0.30", {"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30030},
                     type="NodePort"),
                 svc("empty", "10.96.0.20", {"name": "http", "port": 80, "protocol": "TCP"})]
@@ -342,6 +321,33 @@ def test_traffic_from_pods_and_from_off_cluster(make_netns):
     laptop.run("ip", "route", "add", NODE.service_cidr, "via", NODE_IP)
     r = request(laptop, "10.96.0.30", 80, n=10)
     assert r["errors"] == [] and set().union(*served(r).values()) == {gateway}
+
+
+def seed_world(make_netns):
+    """node, laptop, {pod ip: pod} and the pods' gateway, wired as in the docstring above, with
+    a server on :8080 in each pod."""
+    node, laptop = make_netns(), make_netns()
+    pods = {"10.244.1.2": make_netns(), "10.244.1.3": make_netns()}
+    gateway = "10.244.1.1"
+    node.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    node.run("ip", "link", "add", "name", "lan0", "type", "veth", "peer", "name", "eth0", "netns", laptop.name)
+    node.run("ip", "addr", "add", f"{NODE_IP}/24", "dev", "lan0")
+    node.run("ip", "link", "set", "lan0", "up")
+    laptop.run("ip", "addr", "add", "192.168.77.10/24", "dev", "eth0")
+    laptop.run("ip", "link", "set", "eth0", "up")
+    for i, (ip, pod) in enumerate(pods.items()):
+        node.run("ip", "link", "add", "name", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", pod.name)
+        node.run("ip", "addr", "add", f"{gateway}/32", "dev", f"p{i}")
+        node.run("ip", "link", "set", f"p{i}", "up")
+        node.run("ip", "route", "add", f"{ip}/32", "dev", f"p{i}")
+        pod.run("ip", "addr", "add", f"{ip}/32", "dev", "eth0")
+        pod.run("ip", "link", "set", "eth0", "up")
+        pod.run("ip", "route", "add", gateway, "dev", "eth0")
+        pod.run("ip", "route", "add", "default", "via", gateway)
+        pod.spawn(sys.executable, "-c", SERVER, ip, "8080", "tcp")
+    node.run("ip", "route", "add", NODE.service_cidr, "dev", "lan0")
+    wait_for_servers(node, pods)
+    return node, laptop, pods, gateway
 
 
 # --- scale (printed, not asserted) ---------------------------------------------------------
@@ -394,3 +400,91 @@ def test_sync_times_with_10k_services(netns, capsys):
               f"\n  partial sync, one endpoint removed: desired() {diffed - start:.3f} s,"
               f" diff+text {rendered - diffed:.3f} s, nft -f {done - rendered:.3f} s"
               f" ({len(tx.text().splitlines())} lines)")
+
+
+# --- issue 5: LoadBalancer addresses and traffic policies ------------------------------------
+
+def test_policy_rulesets_load_and_partial_syncs_end_where_full_syncs_do(netns):
+    """Walk through every policy shape of test_proxy_policies (affinity sets and chains coming
+    and going, interval source ranges, Local maps): each partial sync in nft 1.0.6 leaves the
+    table a full sync of the same state leaves."""
+    from tests.unit.test_proxy_policies import NODE as PNODE, SERVICES as PSERVICES, SLICES as PSLICES
+
+    slices_cycle = itertools.cycle(["all", "remote only", "none", "local only", "one"])
+    old = desired([], [], PNODE)
+    apply(full_transaction(old), nft=netns.nft)
+    for name in list(PSERVICES) + ["affinity", "plain"]:
+        new = desired([PSERVICES[name]], PSLICES[next(slices_cycle)], PNODE)
+        tx = partial_transaction(old, new)
+        if tx is not None:
+            apply(tx, nft=netns.nft)
+        after_partial = snapshot(netns)
+        apply(full_transaction(new), nft=netns.nft)
+        assert snapshot(netns) == after_partial, name
+        old = new
+
+
+def lb_service(name, ip, lb_ip, port, **spec):
+    s = svc(name, ip, {"name": "http", "port": port, "protocol": "TCP", "nodePort": 30000 + port},
+            type="LoadBalancer")
+    s["spec"].update(spec)
+    s["status"] = {"loadBalancer": {"ingress": [{"ip": lb_ip}]}}
+    return s
+
+
+def test_load_balancer_addresses_and_policies_with_real_traffic(make_netns):
+    """In the seed topology, with the LB address as a local address of the node (as an
+    announcer adds it) and one of the two pods declared to live on another node."""
+    node, laptop, pods, gateway = seed_world(make_netns)
+    here, there = "10.244.1.2", "10.244.1.3"
+    lb_ip, laptop_ip = "192.168.77.240", "192.168.77.10"
+    node.run("ip", "addr", "add", f"{lb_ip}/32", "dev", "lan0")  # (this kernel has no dummy links)
+    services = [
+        lb_service("cluster", "10.96.0.40", lb_ip, 80),
+        lb_service("local", "10.96.0.41", lb_ip, 81, externalTrafficPolicy="Local"),
+        lb_service("ranges", "10.96.0.42", lb_ip, 82, loadBalancerSourceRanges=["10.0.0.0/8"]),
+        lb_service("sticky", "10.96.0.43", lb_ip, 83, sessionAffinity="ClientIP"),
+        lb_service("servicelb", "10.96.0.44", NODE_IP, 84),
+    ]
+    slices_ = []
+    for s in services:
+        slice_s = slice_(s["metadata"]["name"], [("http", 8080, "TCP")], [here, there])
+        slice_s["endpoints"][1]["nodeName"] = "node-2"
+        slices_.append(slice_s)
+    state = desired(services, slices_, NODE)
+    apply(full_transaction(state), nft=node.nft)
+
+    # eTP Cluster: both pods, masqueraded; ServiceLB mode on the node's own address the same.
+    for port in (80, 84):
+        target = lb_ip if port == 80 else NODE_IP
+        r = request(laptop, target, port, n=30)
+        assert r["errors"] == [] and served(r) == {here: {gateway}, there: {gateway}}, port
+    # eTP Local: only this node's pod, and it sees the laptop's own address.
+    r = request(laptop, lb_ip, 81, n=20)
+    assert r["errors"] == [] and served(r) == {here: {laptop_ip}}
+    r = request(laptop, NODE_IP, 30081, n=10)
+    assert r["errors"] == [] and served(r) == {here: {laptop_ip}}
+    # ... while a pod reaching the same address is cluster traffic: both pods.
+    r = request(pods[here], lb_ip, 81, n=30)  # (not `there`: it is not really on another node)
+    assert r["errors"] == [] and set(served(r)) == {here, there}
+    # ClientIP affinity: one client, one pod.
+    r = request(laptop, lb_ip, 83, n=20)
+    assert r["errors"] == [] and len(served(r)) == 1
+    # loadBalancerSourceRanges: the laptop is outside 10.0.0.0/8 (dropped: a timeout) ...
+    r = request(laptop, lb_ip, 82, timeout=0.5)
+    assert r["seen"] == {} and r["errors"][0][0] == "TimeoutError"
+    assert request(laptop, NODE_IP, 30082)["errors"] == []  # (its NodePort is not subject)
+    # ... until a partial sync lets its LAN in.
+    services[2]["spec"]["loadBalancerSourceRanges"] = ["10.0.0.0/8", "192.168.77.0/24"]
+    new = desired(services, slices_, NODE)
+    apply(partial_transaction(state, new), nft=node.nft)
+    r = request(laptop, lb_ip, 82, n=10)
+    assert r["errors"] == [] and set(served(r)) == {here, there}
+    # eTP Local with no local endpoint: the laptop is dropped, a pod still served.
+    for s in slices_:
+        s["endpoints"] = s["endpoints"][1:]
+    newer = desired(services, slices_, NODE)
+    apply(partial_transaction(new, newer), nft=node.nft)
+    assert request(laptop, lb_ip, 81, timeout=0.5)["errors"][0][0] == "TimeoutError"
+    r = request(pods[here], lb_ip, 81, n=5)
+    assert r["errors"] == [] and set(served(r)) == {there}
