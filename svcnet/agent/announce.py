@@ -6,10 +6,12 @@ MetalLB's layer-2 mode in its simplest form. The addresses to announce are a pur
 the Services and their EndpointSlices (`announced_addresses`): the IPv4
 `status.loadBalancer.ingress` addresses of the LoadBalancer Services svcnet owns (no class,
 `svcnet.io/lb`), minus the node's own addresses (ServiceLB mode hands those out, and they
-answer already); with `externalTrafficPolicy: Local` only while this node has a ready endpoint
-of the Service (as MetalLB: a node that would drop the traffic does not attract it).
-`externalIPs` are never announced: routing them to a node is the user's business, as in
-Kubernetes. Every node that qualifies answers; there is no leader election between nodes yet.
+answer already). One node announces each address, elected as MetalLB's layer-2 mode elects
+it (`elected`: a hash of node name and address over the candidate nodes, so every node agrees
+without talking): the candidates are the Ready nodes, and with `externalTrafficPolicy: Local`
+only those with a ready endpoint of the Service (a node that would drop the traffic does not
+attract it). `externalIPs` are never announced: routing them to a node is the user's business,
+as in Kubernetes.
 
 Announcing = holding each address as a /32 on a dummy link `svcnet-lb0` that the agent owns in
 its network namespace (an empty bridge where the kernel lacks the dummy driver). The kernel then answers ARP for it on the LAN interface (arp_ignore 0,
@@ -27,6 +29,7 @@ deletes the link.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import logging
@@ -34,8 +37,9 @@ import socket
 import subprocess
 from typing import Iterable, Mapping
 
-from svcnet.agent.proxy.healthcheck import local_ready_endpoints
-from svcnet.controllers.lbipam import NODE_LB_CLASS, OWNED_CLASSES, ingress_ips
+from svcnet.api.resources import BY_KIND
+from svcnet.client import Informer
+from svcnet.controllers.lbipam import NODE_LB_CLASS, OWNED_CLASSES, ingress_ips, node_addresses
 
 log = logging.getLogger("svcnet.announce")
 
@@ -50,10 +54,26 @@ def _ipv4(s: str) -> bool:
         return False
 
 
+def elected(ip: str, candidates: Iterable[str]) -> str | None:
+    """MetalLB's layer-2 election: of the candidate nodes, the one whose sha256(node#ip) sorts
+    first announces `ip`. Every node computes the same answer from the same inputs, and an
+    address moves only when its winner goes."""
+    return min(candidates, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest(), default=None)
+
+
+def _ready_endpoint_nodes(slices: Iterable[dict]) -> set[str]:
+    return {ep["nodeName"] for s in slices for ep in s.get("endpoints") or ()
+            if ep.get("nodeName") and (ep.get("conditions") or {}).get("ready") is not False}
+
+
 def announced_addresses(services: Iterable[dict], node_name: str, node_ips: Iterable[str],
-                        slices_by_service: Mapping[tuple[str, str], Mapping[str, dict]]) -> set[str]:
-    """The LoadBalancer addresses this node should answer ARP for."""
+                        slices_by_service: Mapping[tuple[str, str], Mapping[str, dict]],
+                        ready_nodes: Iterable[str] = ()) -> set[str]:
+    """The LoadBalancer addresses this node should answer ARP for. The candidates for an
+    address are the Ready nodes (this node always counts: it is running), and with
+    externalTrafficPolicy Local only those with a ready endpoint of the Service."""
     own = set(node_ips)
+    nodes = set(ready_nodes) | {node_name}
     out: set[str] = set()
     for svc in services:
         spec = svc.get("spec") or {}
@@ -62,12 +82,13 @@ def announced_addresses(services: Iterable[dict], node_name: str, node_ips: Iter
         cls = spec.get("loadBalancerClass")
         if cls not in OWNED_CLASSES or cls == NODE_LB_CLASS:
             continue
+        candidates = nodes
         if spec.get("externalTrafficPolicy") == "Local":
             m = svc["metadata"]
             slices = (slices_by_service.get((m.get("namespace", ""), m["name"])) or {}).values()
-            if not local_ready_endpoints(slices, node_name):
-                continue
-        out.update(ip for ip in ingress_ips(svc) if _ipv4(ip) and ip not in own)
+            candidates = nodes & _ready_endpoint_nodes(slices)
+        out.update(ip for ip in ingress_ips(svc)
+                   if _ipv4(ip) and ip not in own and elected(ip, candidates) == node_name)
     return out
 
 
@@ -173,6 +194,7 @@ class Announcer:
         self.node_name = node_name
         self.node_ips = node_ips
         self.link = link or DummyLink()
+        self.nodes = Informer(proxier.client, BY_KIND["Node"])
         self.wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -187,12 +209,22 @@ class Announcer:
         if _is_lb(svc) and svc["spec"].get("externalTrafficPolicy") == "Local":
             self.wake.set()
 
+    def _on_node(self, kind: str, old: dict | None, new: dict | None) -> None:
+        if bool(node_addresses([old] if old else [])) != bool(node_addresses([new] if new else [])):
+            self.wake.set()  # a node became Ready or stopped being Ready
+
+    def ready_nodes(self) -> set[str]:
+        return {n["metadata"]["name"] for n in self.nodes.items() if node_addresses([n])}
+
     def _informers(self):
-        return ((self.proxier.services, self._on_service), (self.proxier.slices, self._on_slice))
+        return ((self.proxier.services, self._on_service), (self.proxier.slices, self._on_slice),
+                (self.nodes, self._on_node))
 
     async def start(self) -> None:
         for inf, handler in self._informers():
             inf.add_handler(handler)
+        self.nodes.start()
+        await self.nodes.synced.wait()
         self.wake.set()
         self._task = asyncio.create_task(self._loop())
 
@@ -202,13 +234,15 @@ class Announcer:
                 inf.handlers.remove(handler)
             except ValueError:
                 pass
+        await self.nodes.stop()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def sync(self) -> tuple[list[str], list[str]]:
         desired = announced_addresses(self.proxier.services.items(), self.node_name,
-                                      self.node_ips, self.proxier.slices_by_service)
+                                      self.node_ips, self.proxier.slices_by_service,
+                                      self.ready_nodes())
         add, delete = reconcile(await asyncio.to_thread(self.link.addresses), desired)
         if add:  # the link is made when first needed
             await asyncio.to_thread(self.link.ensure)

@@ -12,7 +12,10 @@ import time
 
 import pytest
 
-from svcnet.agent.announce import DummyLink, announced_addresses, gratuitous_arp_frame, reconcile
+import hashlib
+
+from svcnet.agent.announce import (DummyLink, announced_addresses, elected, gratuitous_arp_frame,
+                                   reconcile)
 from svcnet.world import World
 
 
@@ -49,8 +52,25 @@ def test_local_policy_addresses_are_announced_only_with_a_ready_local_endpoint()
 
     assert announced_addresses([svc], "n1", [], slices("n1", True)) == {"192.168.1.240"}
     assert announced_addresses([svc], "n1", [], slices("n1", False)) == set()
-    assert announced_addresses([svc], "n1", [], slices("n2", True)) == set()
+    assert announced_addresses([svc], "n1", [], slices("n2", True), ["n2"]) == set()
+    assert announced_addresses([svc], "n2", [], slices("n2", True), ["n1", "n2"]) == \
+        {"192.168.1.240"}  # the only candidate, whatever the hash says
     assert announced_addresses([svc], "n1", [], {}) == set()
+
+
+def test_one_node_is_elected_per_address_as_metallb_does():
+    ips = [f"192.168.1.{n}" for n in range(240, 251)]
+    services = [lb(f"s{i}", ip) for i, ip in enumerate(ips)]
+    nodes = ["n1", "n2", "n3"]
+    per_node = {n: announced_addresses(services, n, [], {}, nodes) for n in nodes}
+    assert set().union(*per_node.values()) == set(ips)
+    assert sum(len(v) for v in per_node.values()) == len(ips)  # never two nodes for one address
+    assert all(per_node.values())  # spread over the nodes (11 addresses, 3 nodes)
+    ip = "192.168.1.240"
+    want = min(nodes, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest())
+    assert elected(ip, nodes) == want and ip in per_node[want]
+    # a node that is not Ready (not in the list) is no candidate; the node itself always is
+    assert announced_addresses(services, "n1", [], {}, []) == set(ips)
 
 
 def test_reconcile_is_a_sorted_diff():
