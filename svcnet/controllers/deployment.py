@@ -816,7 +816,7 @@ class DeploymentSync:
         if rev and rev != orig_rev:
             self.actions.append(Action("annotate", {REVISION: rev}))
         if _norm_status(self.d["status"]) != _norm_status(self.orig.get("status") or {}):
-            self.actions.append(Action("status", self.d["status"]))
+            self.actions.append(Action("status", wire_status(self.d["status"])))
         return self.actions
 
 
@@ -828,6 +828,15 @@ def _round_half_away(x: float) -> int:
 def _norm_status(st: dict) -> dict:
     """Status as the API stores it: zero counts omitted (omitempty)."""
     return {k: v for k, v in st.items() if v not in (0, None, [], {})}
+
+
+_OMITEMPTY = ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas",
+              "unavailableReplicas", "conditions")
+
+
+def wire_status(st: dict) -> dict:
+    """DeploymentStatus as the API serves it: its counts and conditions are omitempty."""
+    return {k: v for k, v in st.items() if not (k in _OMITEMPTY and not v)}
 
 
 def reconcile(d: dict, rss: list[dict], pods: list[dict], now: datetime) -> DeploymentSync:
