@@ -94,3 +94,57 @@ def test_add_all_builds_the_same_state_as_piece_by_piece_replacement():
     model.apply(tx)
     del svcs[3]
     assert model.dump() == full_dump(svcs, sls)
+
+
+def policy_service(i: int, rng) -> dict:
+    """A Service with a random mix of issue 5's knobs."""
+    s = service(i, rng.randint(1, 2), True)
+    spec = s["spec"]
+    spec["type"] = rng.choice(["NodePort", "LoadBalancer", "ClusterIP"])
+    if spec["type"] == "ClusterIP":
+        for p in spec["ports"]:
+            p.pop("nodePort", None)
+    s["status"] = {"loadBalancer": {"ingress": [{"ip": f"192.168.1.{240 + i}"}]}}
+    if rng.random() < 0.3:
+        spec["externalIPs"] = [f"192.168.2.{i}"]
+    if rng.random() < 0.4:
+        spec["externalTrafficPolicy"] = "Local"
+    if rng.random() < 0.3:
+        spec["internalTrafficPolicy"] = "Local"
+    if rng.random() < 0.4:
+        spec["sessionAffinity"] = "ClientIP"
+        spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": rng.choice([60, 10800])}}
+    if rng.random() < 0.4:
+        spec["loadBalancerSourceRanges"] = rng.sample(["10.0.0.0/8", "192.168.1.0/24", "172.16.0.0/12"], 2)
+    return s
+
+
+def test_incremental_pieces_match_the_full_ruleset_with_policies_and_affinity():
+    rng = random.Random(11)
+    svcs: dict[int, dict] = {}
+    sls: dict[int, dict] = {}
+    merged = MergedState(NODE)
+    model = Model()
+    model.apply(full_transaction(merged.state()))
+    for step in range(300):
+        i = rng.randrange(6)
+        action = rng.choice(["svc", "svc", "slice", "slice", "delete-svc"])
+        if action == "svc":
+            svcs[i] = policy_service(i, rng)
+        elif action == "slice":
+            nports = len(svcs[i]["spec"]["ports"]) if i in svcs else 2
+            sl = slices(i, rng.randint(0, 4), nports, lambda k: rng.random() < 0.8)
+            for ep in sl["endpoints"]:
+                ep["nodeName"] = rng.choice(["node-1", "node-2"])
+            sls[i] = sl
+        else:
+            svcs.pop(i, None)
+        piece = desired([svcs[i]], [sls[i]] if i in sls else [], NODE) if i in svcs else None
+        tx = Transaction()
+        merged.replace(("default", f"s{i}"), piece, tx)
+        if tx.ops:
+            model.apply(tx)
+        assert model.dump() == full_dump(svcs, sls), f"diverged at step {step} ({action} s{i})"
+    assert merged.state() == desired(list(svcs.values()), list(sls.values()), NODE)
+    assert any(s.startswith("aff-") for s in merged.state().sets) or not any(
+        s["spec"].get("sessionAffinity") for s in svcs.values())
