@@ -6,7 +6,8 @@ it as a supervised child (restarted if it dies, stopped with the server); it can
 (`svcnet controller-manager --kubeconfig F`).
 
 Controllers: nodeipam (pod CIDRs for Nodes), endpointslice, endpoints, garbagecollector,
-loadbalancer (addresses for LoadBalancer Services, from `--lb-pool` or the nodes').
+loadbalancer (addresses for LoadBalancer Services, from `--lb-pool` or the nodes'), replicaset,
+deployment.
 `--controllers` selects them as kube-controller-manager's flag does ("*", "name", "-name").
 """
 
