@@ -296,3 +296,29 @@ def test_partial_sync_between_policies_ends_where_a_full_sync_would(before, afte
         expected = Model()
         expected.apply(full_transaction(new))
         assert model.dump() == expected.dump(), (old_slices, new_slices)
+
+
+# --- publishNotReadyAddresses ---------------------------------------------------------------
+
+def test_publish_not_ready_addresses_reaches_not_ready_pods_through_the_endpointslice_controller():
+    """As in Kubernetes, the EndpointSlice controller marks a not-ready pod's endpoint ready
+    when the Service has publishNotReadyAddresses (serving stays false); the proxy then uses
+    it like any ready endpoint. Without the flag, the Service rejects."""
+    from svcnet.controllers.endpointslice import desired_slices
+
+    pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u1", "labels": {"app": "web"}},
+           "spec": {"nodeName": "node-1", "containers": [{"name": "c"}]},
+           "status": {"phase": "Running", "podIP": "10.244.0.2", "podIPs": [{"ip": "10.244.0.2"}],
+                      "conditions": [{"type": "Ready", "status": "False"}]}}
+    nodes = {"node-1": {"metadata": {"name": "node-1"}}}
+    for publish, expected in ((True, "dnat 10.244.0.2:8080 masquerade=False"), (False, "reject")):
+        svc = service(type="ClusterIP", ingress=(), selector={"app": "web"}, ipFamilies=["IPv4"],
+                      publishNotReadyAddresses=publish)
+        svc["metadata"]["uid"] = "svc-uid"
+        svc["spec"]["ports"][0]["targetPort"] = 8080
+        slices = desired_slices(svc, [pod], nodes)
+        conditions = [ep["conditions"] for s in slices for ep in s["endpoints"]]
+        assert conditions == [{"ready": publish, "serving": False, "terminating": False}]
+        for s in slices:
+            s["metadata"].setdefault("name", "web-x")
+        assert go(load([svc], slices), POD, "10.96.0.10") == expected
