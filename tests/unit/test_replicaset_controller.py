@@ -184,3 +184,104 @@ def test_expectations_hold_until_observed_or_expired():
     assert not e.satisfied("ns/rs")
     t[0] = 301
     assert e.satisfied("ns/rs")  # a lost watch event cannot wedge the ReplicaSet
+
+
+# ---- the controller shell over an in-memory API ---------------------------------------------------
+
+class FakeAPI:
+    """The API calls the controller makes, kept in memory: objects by kind, generateName honoured,
+    uid preconditions on patches ignored (nothing races here)."""
+
+    def __init__(self):
+        self.objects: dict[str, dict[str, dict]] = {"Pod": {}, "ReplicaSet": {}, "Event": {}}
+        self.n = 0
+
+    async def create(self, res, obj, manager=""):
+        import copy as _copy
+        obj = _copy.deepcopy(obj)
+        m = obj["metadata"]
+        if not m.get("name"):
+            self.n += 1
+            m["name"] = f"{m['generateName']}{self.n:05d}"
+        m.setdefault("uid", f"uid-{m['name']}")
+        m["resourceVersion"] = str(self.n)
+        self.objects[res.kind][m["name"]] = obj
+        return obj
+
+    async def get(self, res, namespace, name, sub=""):
+        return self.objects[res.kind][name]
+
+    async def update_status(self, res, obj, manager=""):
+        self.objects[res.kind][obj["metadata"]["name"]] = obj
+        return obj
+
+    async def delete(self, res, namespace, name, options=None):
+        return self.objects[res.kind].pop(name)
+
+    async def patch(self, res, namespace, name, patch, **kw):
+        obj = self.objects[res.kind][name]
+        for r in patch["metadata"]["ownerReferences"]:
+            refs = obj["metadata"].setdefault("ownerReferences", [])
+            refs[:] = [x for x in refs if x.get("uid") != r["uid"]]
+            if r.get("$patch") != "delete":
+                refs.append(r)
+        return obj
+
+
+class Cache:
+    def __init__(self):
+        self.cache: dict[str, dict] = {}
+
+
+class Caches:
+    def __init__(self):
+        from svcnet.controllers.endpointslice import LabelIndex
+        self.infs = {"ReplicaSet": Cache(), "Pod": Cache()}
+        self.pods = LabelIndex()
+
+    def informer(self, kind):
+        return self.infs[kind]
+
+
+def controller():
+    from svcnet.controllers.replicaset import ReplicaSetController
+    api = FakeAPI()
+    c = ReplicaSetController(api)
+    c.caches = Caches()
+    return c, api
+
+
+def observe(c, pod: dict) -> None:
+    """The pod informer delivering ADDED for `pod`."""
+    key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+    c.caches.infs["Pod"].cache[key] = pod
+    c.caches.pods.set(key, pod["metadata"]["namespace"], pod["metadata"]["labels"])
+    c._on_pod("ADDED", None, pod)
+
+
+def test_expectations_keep_a_slow_informer_from_creating_twice():
+    import asyncio
+
+    async def scenario():
+        c, api = controller()
+        r = rs(replicas=3)
+        c.caches.infs["ReplicaSet"].cache["ns/web-abc"] = r
+        api.objects["ReplicaSet"]["web-abc"] = r
+        await c.sync("ns/web-abc")
+        assert len(api.objects["Pod"]) == 3
+        await c.sync("ns/web-abc")  # the informer has seen none of them yet
+        assert len(api.objects["Pod"]) == 3
+        for p in list(api.objects["Pod"].values()):
+            observe(c, p)
+        await c.sync("ns/web-abc")
+        assert len(api.objects["Pod"]) == 3
+        assert api.objects["ReplicaSet"]["web-abc"]["status"]["replicas"] == 3
+        reasons = sorted(e["reason"] for e in api.objects["Event"].values())
+        assert reasons == ["SuccessfulCreate"] * 3
+        # scale down: the deletions are expected until observed, too
+        r = dict(r, spec=dict(r["spec"], replicas=1))
+        c.caches.infs["ReplicaSet"].cache["ns/web-abc"] = r
+        await c.sync("ns/web-abc")
+        await c.sync("ns/web-abc")
+        assert len(api.objects["Pod"]) == 1
+    asyncio.run(scenario())
