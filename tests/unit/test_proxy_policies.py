@@ -322,3 +322,162 @@ def test_publish_not_ready_addresses_reaches_not_ready_pods_through_the_endpoint
         for s in slices:
             s["metadata"].setdefault("name", "web-x")
         assert go(load([svc], slices), POD, "10.96.0.10") == expected
+
+
+# --- golden: what an LB Service with eTP Local and source ranges, and a NodePort Service with
+# affinity, add to the table (the skeleton and empty containers left out) ---------------------
+
+POLICY_GOLDEN = """\
+table ip svcnet {
+	set aff-dkgrzcbg-10.244.0.2-8080 {
+		typeof ip saddr
+		flags dynamic,timeout
+		timeout 60s
+	}
+	set aff-dkgrzcbg-10.244.1.3-8080 {
+		typeof ip saddr
+		flags dynamic,timeout
+		timeout 60s
+	}
+	set cluster-ips {
+		type ipv4_addr
+		elements = {
+			10.96.0.10,
+			10.96.0.11,
+		}
+	}
+	map endpoints-tcp {
+		typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport
+		elements = {
+			10.96.0.10 . 80 . 0 : 10.244.0.2 . 8080,
+			10.96.0.10 . 80 . 1 : 10.244.0.3 . 8080,
+			10.96.0.10 . 80 . 2 : 10.244.1.2 . 8080,
+			192.168.1.240 . 80 . 0 : 10.244.0.2 . 8080,
+			192.168.1.240 . 80 . 1 : 10.244.0.3 . 8080,
+			192.168.1.240 . 80 . 2 : 10.244.1.2 . 8080,
+		}
+	}
+	map external-cluster {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		elements = {
+			192.168.1.240 . tcp . 80 : goto ep-tcp-3,
+		}
+	}
+	set firewall-allow {
+		type ipv4_addr . inet_proto . inet_service . ipv4_addr
+		flags interval
+		elements = {
+			192.168.1.240 . tcp . 80 . 10.0.0.0/8,
+		}
+	}
+	set firewall-ips {
+		type ipv4_addr . inet_proto . inet_service
+		elements = {
+			192.168.1.240 . tcp . 80,
+		}
+	}
+	set hairpin {
+		type ipv4_addr . ipv4_addr
+		elements = {
+			10.244.0.2 . 10.244.0.2,
+			10.244.0.3 . 10.244.0.3,
+		}
+	}
+	map local-endpoints-tcp {
+		typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport
+		elements = {
+			192.168.1.240 . 80 . 0 : 10.244.0.2 . 8080,
+			192.168.1.240 . 80 . 1 : 10.244.0.3 . 8080,
+		}
+	}
+	map nodeport-cluster {
+		type inet_proto . inet_service : verdict
+		elements = {
+			tcp . 30080 : goto nc-tcp-3,
+		}
+	}
+	map nodeport-endpoints-tcp {
+		typeof tcp dport . numgen random mod 1 : ip daddr . tcp dport
+		elements = {
+			30080 . 0 : 10.244.0.2 . 8080,
+			30080 . 1 : 10.244.0.3 . 8080,
+			30080 . 2 : 10.244.1.2 . 8080,
+		}
+	}
+	map nodeport-local-endpoints-tcp {
+		typeof tcp dport . numgen random mod 1 : ip daddr . tcp dport
+		elements = {
+			30080 . 0 : 10.244.0.2 . 8080,
+			30080 . 1 : 10.244.0.3 . 8080,
+		}
+	}
+	map service-ips {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		elements = {
+			10.96.0.10 . tcp . 80 : goto ep-tcp-3,
+			10.96.0.11 . tcp . 80 : goto aff-dkgrzcbg-cluster,
+			192.168.1.240 . tcp . 80 : goto xl-tcp-2,
+		}
+	}
+	map service-nodeports {
+		type inet_proto . inet_service : verdict
+		elements = {
+			tcp . 30080 : goto nl-tcp-2,
+			tcp . 30081 : goto aff-dkgrzcbg-external,
+		}
+	}
+	chain aff-dkgrzcbg-10.244.0.2-8080 {
+		update @aff-dkgrzcbg-10.244.0.2-8080 { ip saddr }
+		meta l4proto tcp dnat ip to 10.244.0.2:8080
+	}
+	chain aff-dkgrzcbg-10.244.1.3-8080 {
+		update @aff-dkgrzcbg-10.244.1.3-8080 { ip saddr }
+		meta l4proto tcp dnat ip to 10.244.1.3:8080
+	}
+	chain aff-dkgrzcbg-cluster {
+		ip saddr @aff-dkgrzcbg-10.244.0.2-8080 goto aff-dkgrzcbg-10.244.0.2-8080
+		ip saddr @aff-dkgrzcbg-10.244.1.3-8080 goto aff-dkgrzcbg-10.244.1.3-8080
+		numgen random mod 2 vmap { 0 : goto aff-dkgrzcbg-10.244.0.2-8080, 1 : goto aff-dkgrzcbg-10.244.1.3-8080 }
+	}
+	chain aff-dkgrzcbg-external {
+		meta mark set meta mark or 0x4000 goto aff-dkgrzcbg-cluster
+	}
+	chain ep-tcp-3 {
+		dnat ip to ip daddr . tcp dport . numgen random mod 3 map @endpoints-tcp
+	}
+	chain nc-tcp-3 {
+		dnat ip to tcp dport . numgen random mod 3 map @nodeport-endpoints-tcp
+	}
+	chain nl-tcp-2 {
+		ip saddr 10.244.0.0/16 meta l4proto . th dport vmap @nodeport-cluster
+		fib saddr type local meta mark set meta mark or 0x4000 meta l4proto . th dport vmap @nodeport-cluster
+		dnat ip to tcp dport . numgen random mod 2 map @nodeport-local-endpoints-tcp
+	}
+	chain xl-tcp-2 {
+		ip saddr 10.244.0.0/16 ip daddr . meta l4proto . th dport vmap @external-cluster
+		fib saddr type local meta mark set meta mark or 0x4000 ip daddr . meta l4proto . th dport vmap @external-cluster
+		dnat ip to ip daddr . tcp dport . numgen random mod 2 map @local-endpoints-tcp
+	}
+}
+"""
+
+
+def test_golden_dump_of_policy_elements_and_chains():
+    from svcnet.agent.proxy.ruleset import BASE_CHAINS, FIXED_CHAINS
+    m = load([service(externalTrafficPolicy="Local", loadBalancerSourceRanges=["10.0.0.0/8"]),
+              service("sticky", "10.96.0.11", type="NodePort", ingress=(), node_port=30081, **AFFINITY)],
+             [endpoints(), endpoints(here=("10.244.0.2",), there=("10.244.1.3",), name="sticky")])
+    assert m.dump(skip_chains={c.name for c in BASE_CHAINS} | set(FIXED_CHAINS), skip_empty=True) == POLICY_GOLDEN
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_chain_and_set_of_a_state_is_used_and_every_reference_resolves(name):
+    import re
+    for slices in SLICES.values():
+        state = desired([SERVICES[name]], slices, NODE)
+        text = " ".join(v or "" for elems in state.elements.values() for v in elems.values())
+        rules = " ".join(r for rs in state.chains.values() for r in rs)
+        targets = set(re.findall(r"goto (\S+?)[,\s}]", text + " " + rules + " "))
+        assert targets - {"reject-chain"} <= set(state.chains), name
+        assert set(state.chains) <= targets, (name, set(state.chains) - targets)
+        assert set(state.sets) == set(re.findall(r"@(aff-\S+)", rules)), name

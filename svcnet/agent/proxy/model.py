@@ -156,13 +156,16 @@ class Model:
                 raise NftError(f"line {lineno}: Error: {e}\n{stmt.splitlines()[0]}") from None
         self.tables = tables
 
-    def dump(self) -> str:
+    def dump(self, skip_chains=(), skip_empty: bool = False) -> str:
         """Canonical text: tables, then per table its sets/maps and chains by name, elements in
-        natural order."""
+        natural order. `skip_chains` leaves chains out by name, `skip_empty` empty sets/maps
+        (for golden texts of what a Service adds)."""
         out = []
         for (family, name), table in sorted(self.tables.items()):
             out.append(f"table {family} {name} {{\n")
             for cname, c in sorted(table.containers.items()):
+                if skip_empty and not c.elements and "dynamic" not in c.decl:
+                    continue
                 decl = c.decl.replace("; ", "\n\t\t")
                 out.append(f"\t{c.kind} {cname} {{\n\t\t{decl}\n")
                 if c.elements:
@@ -173,6 +176,8 @@ class Model:
                     out.append("\t\t}\n")
                 out.append("\t}\n")
             for cname, ch in sorted(table.chains.items()):
+                if cname in skip_chains:
+                    continue
                 out.append(f"\tchain {cname} {{\n")
                 if ch.base:
                     out.append(f"\t\ttype {ch.base[0]} hook {ch.base[1]} priority {ch.base[2]}; policy accept;\n")

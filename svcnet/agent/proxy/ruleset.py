@@ -446,7 +446,8 @@ class _Builder:
             return f"{name}-{suffix}"
 
         cluster_chain = policy_chain("cluster", cluster)
-        local_chain = policy_chain("local", local)
+        uses_local = policy.internal_local or (policy.external_local and external)
+        local_chain = policy_chain("local", local) if uses_local else None
         internal = local_chain if policy.internal_local else cluster_chain
         if policy.external_local:
             rules = ()
