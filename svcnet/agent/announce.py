@@ -17,8 +17,8 @@ Announcing = holding each address as a /32 on a dummy link `svcnet-lb0` that the
 its network namespace (an empty bridge where the kernel lacks the dummy driver). The kernel then answers ARP for it on the LAN interface (arp_ignore 0,
 the default) and the service proxy's nftables rules DNAT the traffic to the endpoints before it
 reaches any local socket. An address that is no longer wanted is deleted from the link; after
-adding one, a gratuitous ARP (an unsolicited reply, as MetalLB sends) goes out of the interface
-holding the node IP so that neighbours that cached another owner update at once.
+adding one, a gratuitous ARP (an ARP announcement) goes out of the interface holding the node
+IP so that neighbours that cached another owner update at once.
 
 `reconcile(current, desired)` is the pure diff; `DummyLink` is the I/O (`ip` commands); the
 `Announcer` wakes on Service changes from the proxier's informer. The agent leaves the link in
@@ -152,10 +152,12 @@ class DummyLink:
 
 
 def gratuitous_arp_frame(mac: bytes, ip: str) -> bytes:
-    """An unsolicited ARP reply "ip is at mac", broadcast (RFC 5227's announcement form)."""
+    """An ARP announcement (RFC 5227): a broadcast request "who has ip? tell ip at mac" with
+    sender and target address both `ip`. Neighbours that hold an entry for `ip` take the new
+    MAC at once (Linux counts it as gratuitous ARP, which overrides the entry's lock time)."""
     addr = socket.inet_aton(ip)
     eth = b"\xff" * 6 + mac + b"\x08\x06"
-    arp = b"\x00\x01\x08\x00\x06\x04\x00\x02" + mac + addr + b"\xff" * 6 + addr
+    arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + addr + b"\x00" * 6 + addr
     return eth + arp
 
 
@@ -166,18 +168,22 @@ def send_gratuitous_arp(node_ip: str, ips: list[str]) -> None:
         links = json.loads(r.stdout) if r.returncode == 0 else []
     except ValueError:
         return
-    dev = next((link for link in links
+    dev = next((link["ifname"] for link in links
                 if any(a.get("local") == node_ip for a in link.get("addr_info", ()))), None)
-    if dev is None or not dev.get("address"):
+    if dev is None:
         return
-    mac = bytes.fromhex(dev["address"].replace(":", ""))
+    r = _ip("-j", "link", "show", "dev", dev)  # (`addr show -4` leaves the MAC out)
+    try:
+        mac = bytes.fromhex(json.loads(r.stdout)[0]["address"].replace(":", ""))
+    except (ValueError, LookupError):
+        return
     try:
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
-            s.bind((dev["ifname"], 0))
+            s.bind((dev, 0))
             for ip in ips:
                 s.send(gratuitous_arp_frame(mac, ip))
     except OSError as e:
-        log.debug("gratuitous ARP on %s: %s", dev["ifname"], e)
+        log.debug("gratuitous ARP on %s: %s", dev, e)
 
 
 def _is_lb(svc: dict | None) -> bool:

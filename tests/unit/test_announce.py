@@ -79,13 +79,14 @@ def test_reconcile_is_a_sorted_diff():
     assert reconcile({"10.0.0.1"}, {"10.0.0.1"}) == ([], [])
 
 
-def test_gratuitous_arp_frame_is_a_broadcast_reply_for_the_address():
+def test_gratuitous_arp_frame_is_a_broadcast_announcement_of_the_address():
     mac = bytes.fromhex("020000000001")
     f = gratuitous_arp_frame(mac, "192.168.1.240")
     assert len(f) == 42
     assert f[:6] == b"\xff" * 6 and f[6:12] == mac and f[12:14] == b"\x08\x06"
-    assert f[20:22] == b"\x00\x02"  # opcode: reply
+    assert f[20:22] == b"\x00\x01"  # opcode: request (RFC 5227 announcement)
     assert f[22:28] == mac and f[28:32] == bytes([192, 168, 1, 240]) == f[38:42]
+    assert f[32:38] == b"\x00" * 6
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
@@ -124,3 +125,21 @@ def test_an_address_on_the_dummy_link_answers_on_the_lan_until_removed(tmp_path)
         world.run("laptop", "ip", "neigh", "flush", "all")
         assert curl() == ""
         assert link.delete() and not link.delete()
+
+
+@needs_root
+def test_a_gratuitous_arp_moves_a_neighbours_stale_entry_to_the_node():
+    world = World(f"svga{os.getpid() % 100000}")
+    with world:
+        ip = "192.168.1.240"
+        world.run("laptop", "ip", "neigh", "replace", ip, "lladdr", "02:00:00:00:00:99", "dev",
+                  "eth0", "nud", "stale", check=True)
+        mac = world.run("node", "cat", "/sys/class/net/eth0/address").stdout.strip()
+        assert mac not in world.run("laptop", "ip", "neigh", "show", ip).stdout
+        r = world.run("node", sys.executable, "-c", "from svcnet.agent.announce import "
+                      f"send_gratuitous_arp; send_gratuitous_arp('192.168.1.2', ['{ip}'])")
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 10
+        while mac not in world.run("laptop", "ip", "neigh", "show", ip).stdout:
+            assert time.monotonic() < deadline, world.run("laptop", "ip", "neigh").stdout
+            time.sleep(0.1)
