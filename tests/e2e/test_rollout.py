@@ -5,7 +5,9 @@ netexec pods behind a NodePort, driven with kubectl.
       load generator: a new connection per request to 192.168.1.2:NODE_PORT
 
 Scaling, self-healing, and rolling updates (`set env`, `set image`, `rollout undo`) while the
-load generator counts failures: there must be none. The pods use a readiness probe on /readyz
+load generator counts failures: there must be none; a rollout whose new pods never become
+ready stops at maxUnavailable, reports ProgressDeadlineExceeded and the old pods keep serving
+until `rollout undo`. The pods use a readiness probe on /readyz
 and `--delay-shutdown`, as Kubernetes' own e2e tests do: a terminating pod turns unready at once
 and keeps serving its connections until the data plane has stopped sending it new ones.
 Everything runs in namespaces this module creates (unique prefix) and removes, on failure too.
@@ -13,6 +15,7 @@ Everything runs in namespaces this module creates (unique prefix) and removes, o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -152,30 +155,46 @@ def test_a_deleted_pod_is_replaced(cluster):
     poll(lambda: len(ready_endpoints(cluster)) == 3, 60, "3 ready endpoints")
 
 
-def test_rolling_updates_and_undo_drop_no_request(cluster):
+@contextlib.contextmanager
+def load(cluster):
+    """The load generator in the laptop namespace while the block runs; yields the dict its
+    result is put into (ok, failed, errors, hosts)."""
     stop = cluster.data.parent / "loadgen.stop"
+    stop.unlink(missing_ok=True)
     out = open(cluster.data.parent / "loadgen.out", "w+")
-    before = {p["metadata"]["name"] for p in running_pods(cluster)}
     gen = cluster.world.spawn("laptop", sys.executable, "-c", LOADGEN, "192.168.1.2", str(NODE_PORT),
                               str(stop), stdout=out, stderr=out)
+    result: dict = {}
     try:
         time.sleep(1)
-        cluster.kubectl("set", "env", "deploy/web", "COLOR=blue")
-        rollout(cluster)
-        cluster.kubectl("set", "image", "deploy/web", f"netexec={IMAGE2}")
-        rollout(cluster)
-        cluster.kubectl("rollout", "undo", "deploy/web")
-        rollout(cluster)
+        yield result
         time.sleep(1)
     finally:
         stop.touch()
         gen.wait(30)
         out.seek(0)
         text = out.read()
-    result = json.loads(text.strip().splitlines()[-1])
+        out.close()
+    result.update(json.loads(text.strip().splitlines()[-1]))
+
+
+def no_failures(result: dict) -> bool:
+    total = result["ok"] + result["failed"]
+    assert result["failed"] == 0, f"{result['failed']} of {total} requests failed: {result['errors']}"
+    return True
+
+
+def test_rolling_updates_and_undo_drop_no_request(cluster):
+    before = {p["metadata"]["name"] for p in running_pods(cluster)}
+    with load(cluster) as result:
+        cluster.kubectl("set", "env", "deploy/web", "COLOR=blue")
+        rollout(cluster)
+        cluster.kubectl("set", "image", "deploy/web", f"netexec={IMAGE2}")
+        rollout(cluster)
+        cluster.kubectl("rollout", "undo", "deploy/web")
+        rollout(cluster)
     history = cluster.kubectl("rollout", "history", "deploy/web")
-    assert result["failed"] == 0, f"{result['failed']} of {result['ok'] + result['failed']} failed: {result['errors']}"
-    assert result["ok"] > 100
+    assert no_failures(result) and result["ok"] > 100
     after = {p["metadata"]["name"] for p in running_pods(cluster)}
     assert not (after & before) and len(after) == 3
     assert set(result["hosts"]) - before  # new pods answered during the run
@@ -183,6 +202,34 @@ def test_rolling_updates_and_undo_drop_no_request(cluster):
     c = pod["spec"]["containers"][0]
     assert c["image"] == IMAGE and {"name": "COLOR", "value": "blue"} in c["env"]  # undo went to rev 2
     assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "3", "4"]
+
+
+def progressing(cluster) -> str:
+    d = cluster.json("get", "deploy", "web")
+    return next(c["reason"] for c in d["status"]["conditions"] if c["type"] == "Progressing")
+
+
+def test_a_rollout_that_never_gets_ready_stops_and_the_old_pods_keep_serving(cluster):
+    cluster.kubectl("patch", "deploy/web", "--type=merge", "-p", '{"spec":{"progressDeadlineSeconds":6}}')
+    old = {p["metadata"]["name"] for p in running_pods(cluster)}
+    with load(cluster) as result:
+        # the new pods listen on the wrong port: their readiness probe never passes
+        cluster.kubectl("patch", "deploy/web", "--type=json", "-p", json.dumps([
+            {"op": "replace", "path": "/spec/template/spec/containers/0/args",
+             "value": ["netexec", "--http-port=9999"]}]))
+        poll(lambda: progressing(cluster) == "ProgressDeadlineExceeded", 45, "ProgressDeadlineExceeded")
+        sizes = sorted(r["spec"]["replicas"] for r in cluster.json("get", "rs")["items"] if r["spec"]["replicas"])
+        assert sizes == [1, 3]  # maxSurge 1, maxUnavailable 0: one new pod, all old ones kept
+        assert old <= {p["metadata"]["name"] for p in running_pods(cluster)}
+        assert hostnames_from_laptop(cluster, 10) <= old
+        d = cluster.json("get", "deploy", "web")
+        st = d["status"]
+        assert (st["replicas"], st.get("updatedReplicas"), st["availableReplicas"]) == (4, 1, 3)
+        cluster.kubectl("rollout", "undo", "deploy/web")
+        rollout(cluster)
+    assert no_failures(result)
+    assert progressing(cluster) == "NewReplicaSetAvailable"
+    assert {p["metadata"]["name"] for p in running_pods(cluster)} == old
 
 
 def test_logs_of_the_deployment(cluster):
