@@ -17,7 +17,9 @@ addresses in `status.loadBalancer.ingress` in one of two modes:
 * ServiceLB mode (no pools, or class `svcnet.io/node-lb`), as k3s ServiceLB: the ingress is the
   InternalIP of every Ready node. There are no hostPort pods, so there is nothing to schedule;
   the one rule left is theirs: a (protocol, port) can be exposed on the nodes by one such
-  Service only, and a later Service that wants a port already taken stays pending.
+  Service only, and a later Service that wants a port already taken stays pending; so does one
+  that wants the API server's port (its endpoints in default/kubernetes), which it would
+  otherwise capture.
 
 State: the allocation table is the Services' own status, nothing else. `decide()` looks at one
 Service and the `Claim`s of all the others (built from their status), so a restarted controller
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 LB_CLASS = "svcnet.io/lb"            # the pools when there are any, else the nodes' addresses
 NODE_LB_CLASS = "svcnet.io/node-lb"  # always the nodes' addresses (ServiceLB mode)
@@ -260,9 +262,12 @@ def _pool_refusal(ip: str, me: Claim, others: list[Claim]) -> str | None:
     return None
 
 
-def decide(svc: dict, others: Iterable[Claim], pool: Pool, node_ips: Iterable[str]) -> Decision:
+def decide(svc: dict, others: Iterable[Claim], pool: Pool, node_ips: Iterable[str],
+           reserved: Mapping[tuple[str, int], str] | None = None) -> Decision:
     """The ingress `svc` should have, given the Claims of every other LoadBalancer Service.
-    `svc` must be a Service svcnet owns (mode POOL or NODE)."""
+    `svc` must be a Service svcnet owns (mode POOL or NODE). `reserved`: ports the nodes
+    themselves serve on their addresses (the API server's), which ServiceLB mode must not
+    take over, with what serves them."""
     me = claim(svc, pool)
     assert me is not None and me.mode in (POOL, NODE), "decide() is for Services svcnet owns"
     others = [o for o in others if o.key != me.key]
@@ -272,7 +277,8 @@ def decide(svc: dict, others: Iterable[Claim], pool: Pool, node_ips: Iterable[st
     if bad_request:
         return Decision((), bad_request)
     if me.mode == NODE:
-        return _decide_node(me, want, older, others, younger, sorted(node_ips, key=_ip_int))
+        return _decide_node(me, want, older, others, younger, sorted(node_ips, key=_ip_int),
+                            reserved or {})
     return _decide_pool(me, want, pool, older, others, younger)
 
 
@@ -310,12 +316,17 @@ def _decide_pool(me: Claim, want: str | None, pool: Pool, older: list[Claim],
 
 
 def _decide_node(me: Claim, want: str | None, older: list[Claim], others: list[Claim],
-                 younger: list[Claim], node_ips: list[str]) -> Decision:
+                 younger: list[Claim], node_ips: list[str],
+                 reserved: Mapping[tuple[str, int], str]) -> Decision:
     if want is not None:
         return Decision((), f"requested address {want} cannot be given: without --lb-pool a "
                             "LoadBalancer gets the nodes' own addresses (ServiceLB mode)")
     if not node_ips:
         return Decision((), "no Ready node with an InternalIP address to expose the Service on")
+    taken = sorted(p for p in me.ports if p in reserved)
+    if taken:
+        return Decision((), f"port {_fmt_port(taken[0])} is used on the nodes by "
+                            f"{reserved[taken[0]]}")
 
     def clash(o: Claim) -> tuple[str, int] | None:
         if o.mode != NODE or not o.ips:
@@ -331,6 +342,20 @@ def _decide_node(me: Claim, want: str | None, older: list[Claim], others: list[C
                                 f"LoadBalancer Service {o.key} (ServiceLB mode exposes each "
                                 "port once)")
     return Decision(tuple(node_ips), conflicts=tuple(o.key for o in younger if clash(o)))
+
+
+def api_server_ports(kubernetes_slice: dict | None, node_ips: Iterable[str]) -> dict[tuple[str, int], str]:
+    """The ports of default/kubernetes's endpoints that are on a node address: the API server
+    listens there, so a ServiceLB-mode Service must not take them over."""
+    if not kubernetes_slice:
+        return {}
+    nodes = set(node_ips)
+    on_node = any(a in nodes for ep in kubernetes_slice.get("endpoints") or ()
+                  for a in ep.get("addresses") or ())
+    if not on_node:
+        return {}
+    return {(p.get("protocol") or "TCP", int(p["port"])): "the API server (default/kubernetes)"
+            for p in kubernetes_slice.get("ports") or () if p.get("port")}
 
 
 def node_addresses(nodes: Iterable[dict]) -> list[str]:

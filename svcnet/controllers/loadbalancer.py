@@ -59,7 +59,7 @@ class LoadBalancerController(CacheController):
     """Keeps status.loadBalancer.ingress of the LoadBalancer Services svcnet owns."""
 
     WHAT = "load balancer addresses"
-    KINDS = ("Service", "Node")
+    KINDS = ("Service", "Node", "EndpointSlice")
     CONFLICT_BACKOFF = 0.05
     MAX_RETRIES = 15
 
@@ -152,7 +152,10 @@ class LoadBalancerController(CacheController):
         if svc is None or lbipam.mode(svc, self.pool) not in (lbipam.POOL, lbipam.NODE):
             self._last_warning.pop(key, None)
             return None
-        decision = lbipam.decide(svc, self.claims(), self.pool, self.node_ips())
+        node_ips = self.node_ips()
+        api = self.caches.informer("EndpointSlice").cache.get("default/kubernetes")
+        decision = lbipam.decide(svc, self.claims(), self.pool, node_ips,
+                                 lbipam.api_server_ports(api, node_ips))
         for other in decision.conflicts:
             self.queue.add(other)
         held = lbipam.ingress_ips(svc)

@@ -102,3 +102,8 @@ def test_without_a_pool_a_load_balancer_gets_the_nodes_address(tmp_path):
         poll(lambda: hostnames(c, "http://192.168.1.2:8082/hostname", 1) == ["solo-1"], 30,
              "the node address to answer on the Service port")
         assert lb_link_addresses(c) == set()
+        apply_service(c, "hijack", selector="solo", port=6443)  # the API server's port
+        poll(lambda: any("port TCP/6443 is used on the nodes by the API server" in m
+                         for m in warnings(c, "hijack")), 30, "the API port to be refused")
+        assert ingress(c, "hijack") == []
+        assert c.kubectl("get", "--raw=/readyz", check=False) == "ok"

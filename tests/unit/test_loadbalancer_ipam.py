@@ -228,3 +228,15 @@ def test_node_addresses_are_the_ready_nodes_internal_ips():
              node("True", ("InternalIP", "192.168.1.2"), ("InternalIP", "fd00::2")),
              node("False", ("InternalIP", "192.168.1.4"))]
     assert lbipam.node_addresses(nodes) == ["192.168.1.2", "192.168.1.3"]
+
+
+def test_servicelb_mode_keeps_off_the_api_servers_port():
+    api = {"endpoints": [{"addresses": ["192.168.1.2"]}], "ports": [{"port": 6443, "protocol": "TCP"}]}
+    reserved = lbipam.api_server_ports(api, NODES)
+    assert reserved == {("TCP", 6443): "the API server (default/kubernetes)"}
+    d = decide(svc("a", 6443), [], Pool(), NODES, reserved)
+    assert d.ips == () and "port TCP/6443 is used on the nodes by the API server" in d.message
+    assert decide(svc("a", 6444), [], Pool(), NODES, reserved).ips != ()
+    assert decide(svc("a", 6443), [], POOL, NODES, reserved).ips == ("192.168.1.240",)  # pools: fine
+    assert lbipam.api_server_ports(api, ["10.0.0.1"]) == {}  # an API server elsewhere
+    assert lbipam.api_server_ports(None, NODES) == {}
