@@ -465,6 +465,11 @@ def test_delete_cascades_and_orphan_keeps(srv, kc, ns):
     wait_for(lambda: not pods(kc, ns, "app=web") and not [r for r in rss(kc, ns)
                                                           if r["metadata"]["name"].startswith("web-")],
              30, what="cascade")
+    kc("-n", ns, "apply", "-f", "-", input=deployment("fg", 3))
+    wait_for(lambda: len(pods(kc, ns, "app=fg")) == 3, 20, what="fg pods")
+    kc("-n", ns, "delete", "deploy", "fg", "--cascade=foreground", timeout=60)  # waits for it to be gone
+    assert not kc.json("-n", ns, "get", "pods", "-l", "app=fg")["items"]
+    assert not [r for r in rss(kc, ns) if r["metadata"]["name"].startswith("fg-")]
     kc("-n", ns, "delete", "deploy", "keep", "--cascade=orphan")
     time.sleep(1)
     [rs] = rss(kc, ns)
