@@ -508,9 +508,6 @@ class DeploymentSync:
                                             "Deployment does not have minimum availability.", self.now))
         return st
 
-    def _finish_status(self, st: dict) -> None:
-        self.d["status"] = st
-
     def sync_rollout_status(self, all_rss: list[dict | None], new: dict | None) -> None:
         """syncRolloutStatus."""
         st = self.calculate_status(all_rss, new)
@@ -524,7 +521,7 @@ class DeploymentSync:
             if deployment_complete(self.d, st):
                 set_condition(st, new_condition("Progressing", "True", NEW_RS_AVAILABLE,
                                                 f"{name} has successfully progressed.", self.now))
-            elif deployment_progressing(self.orig_with_status(), st):
+            elif deployment_progressing(self.orig, st):
                 c = new_condition("Progressing", "True", RS_UPDATED, f"{name} is progressing.", self.now)
                 if cur is not None:
                     if cur.get("status") == "True":
@@ -539,13 +536,9 @@ class DeploymentSync:
             set_condition(st, failure)
         else:
             remove_condition(st, "ReplicaFailure")
-        self._finish_status(st)
+        self.d["status"] = st
         if _norm_status(st) == _norm_status(self.orig.get("status") or {}):
             self.requeue_after = self.requeue_stuck(st)
-
-    def orig_with_status(self) -> dict:
-        """The Deployment as last written (DeploymentProgressing compares with its status)."""
-        return self.orig
 
     def replica_failure(self, all_rss: list[dict | None], new: dict | None) -> dict | None:
         """getReplicaFailures: the new ReplicaSet's ReplicaFailure, else an old one's."""
@@ -576,7 +569,7 @@ class DeploymentSync:
         self.sync_deployment_status(olds + [new], new)
 
     def sync_deployment_status(self, all_rss: list[dict | None], new: dict | None) -> None:
-        self._finish_status(self.calculate_status(all_rss, new))
+        self.d["status"] = self.calculate_status(all_rss, new)
 
     # -- paused / scaling --
 
@@ -994,13 +987,7 @@ class DeploymentController(CacheController):
     async def _on_collision(self, d: dict, rs: dict) -> None:
         """An existing ReplicaSet has the new one's name: ours with this template is fine (the
         informer was behind); anything else bumps status.collisionCount for a new hash."""
-        ns = meta(d)["namespace"]
-        try:
-            cur = await self.client.get(REPLICASET, ns, meta(rs)["name"])
-        except APIError as e:
-            if e.code == 404:
-                raise
-            raise
+        cur = await self.client.get(REPLICASET, meta(d)["namespace"], meta(rs)["name"])
         ref = controller_ref(cur)
         if ref is not None and ref.get("uid") == meta(d)["uid"] and equal_ignore_hash(
                 (cur.get("spec") or {}).get("template") or {}, d["spec"].get("template") or {}):

@@ -501,3 +501,24 @@ def test_controller_restart_mid_rollout_continues(srv, kc, ns):
         rollout_status(kc, ns, "web", "90s")
     assert images(kc, ns, "web") == {IMAGE2} and len(pods(kc, ns, "app=web")) == 4
     assert len(rss(kc, ns)) == 2  # no duplicate ReplicaSet after the restart
+
+
+def test_a_name_collision_bumps_the_collision_count(kc, ns):
+    """An unrelated ReplicaSet already holding `<deployment>-<hash>`: the controller counts a
+    collision and names its ReplicaSet with the next hash."""
+    kc("-n", ns, "apply", "-f", "-", input=deployment("web", 0))
+    wait_for(lambda: rss(kc, ns), 20, what="the ReplicaSet")
+    [taken] = rss(kc, ns)
+    name = taken["metadata"]["name"]
+    kc("-n", ns, "delete", "deploy", "web", "--cascade=orphan")
+    wait_for(lambda: not kc.json("-n", ns, "get", "rs", name)["metadata"].get("ownerReferences"), 20,
+             what="the orphaned ReplicaSet")
+    kc("-n", ns, "label", "rs", name, "app=someone-else", "--overwrite")  # so it is not adopted
+    kc("-n", ns, "apply", "-f", "-", input=deployment("web", 0))
+    wait_for(lambda: kc.json("-n", ns, "get", "deploy", "web")["status"].get("collisionCount") == 1, 20,
+             what="collisionCount 1")
+    wait_for(lambda: len(rss(kc, ns)) == 2, 20, what="a second ReplicaSet")
+    mine = next(r for r in rss(kc, ns) if r["metadata"]["name"] != name)
+    assert mine["metadata"]["ownerReferences"][0]["name"] == "web"
+    assert mine["metadata"]["labels"]["pod-template-hash"] != taken["metadata"]["labels"]["pod-template-hash"]
+    assert not kc.json("-n", ns, "get", "rs", name)["metadata"].get("ownerReferences")
