@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -68,7 +67,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
-    RESULTS_DIR, machine, memory_mb, percentile, process_cpu_seconds, settle)
+    RESULTS_DIR, machine, machine_cpu_seconds, memory_mb, percentile, process_cpu_seconds, settle)
 
 RESULTS = RESULTS_DIR / "api-latest.json"
 
@@ -86,13 +85,6 @@ TARGET_LIST_MS = 300.0  # plain LIST of 10,000 Services, below
 TARGET_WATCH_P99_MS = 10.0  # below
 TARGET_RSS_MB = 150.0  # with 10,000 Services, after a LIST, below
 BUSY_OTHER_PCT = 25.0  # CPU use (% of a core) by other processes above which the run is flagged
-
-
-def machine_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine so far (every process, every core, steal included)."""
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuWindow:

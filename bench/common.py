@@ -50,6 +50,13 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far (every process, every core, steal included)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     """The direct children of process `pid` (of all its threads)."""
     out = []
@@ -120,7 +127,7 @@ def machine() -> dict:
 
 def wrk(prefix: list[str], url: str, seconds: float, threads: int = 2, connections: int = 32) -> dict:
     """One wrk run (`prefix` is e.g. `ip netns exec NS`): requests/s, errors, latency p50/p99."""
-    p = subprocess.run([*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
+    p = subprocess.run([*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
                         "--latency", url], capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", p.stdout)

@@ -41,8 +41,8 @@ Definitions (all times from time.perf_counter in the measuring process, in the n
    Each nft is timed by a process inside the scratch namespace, as the agent runs it.
 7. memory: VmRSS of the server, the agent and the controller manager with every Service loaded.
 
-    .venv/bin/python bench/dataplane.py           # N=50 pods, 1k + 10k Services, 300 samples, 6 x 5 s wrk rounds
-    .venv/bin/python bench/dataplane.py --quick   # N=20 pods, 1k Services, 100 samples, 4 x 3 s wrk rounds
+    .venv/bin/python bench/dataplane.py           # N=50 pods, 1k + 10k Services, 300 samples, 10 x 3 s wrk rounds
+    .venv/bin/python bench/dataplane.py --quick   # N=20 pods, 1k Services, 100 samples, 8 x 2 s wrk rounds
 
 Results: a table on stdout; numbers, verdicts and machine description in
 bench/results/dataplane-latest.json, with issue 7's sections (dataplane, first_packet,
@@ -852,7 +852,7 @@ def main() -> int:
         Path(args.out).write_text(json.dumps(R))
         return rc
     (args.pods, args.samples, args.connects, args.wrk_seconds, args.rps_rounds, args.updates,
-     args.sizes) = ((20, 100, 500, 3, 4, 20, [1000]) if args.quick else (50, 300, 500, 5, 6, 40, [1000, 10000]))
+     args.sizes) = ((20, 100, 500, 2, 8, 20, [1000]) if args.quick else (50, 300, 500, 3, 10, 40, [1000, 10000]))
     return outer(args)
 
 
