@@ -263,3 +263,21 @@ def test_udp_and_tcp_listeners():
         udp.close()
         tcp.close()
     asyncio.run(main())
+
+
+def test_an_answer_too_big_for_a_small_edns_client_is_not_indexed_twice():
+    r = Resolver(Catalog())
+    r.on_service("ADDED", None, svc("db", "None"))
+    r.on_slice("ADDED", None, slice_("db", *[f"10.244.0.{i}" for i in range(1, 41)]))
+    asyncio.run(r.respond(encode_query("db.default.svc.cluster.local", A, 1, edns=1232)))  # cached
+    for qid in range(5):  # 40 A records: ~700 bytes, more than the 512 this client takes
+        m = parse_message(asyncio.run(r.respond(encode_query("db.default.svc.cluster.local", A, qid,
+                                                             edns=512))))
+        assert m.flags & wire.TC
+    assert sum(len(keys) for keys in r.owners.values()) == len(r.cache) == 1
+
+
+def test_the_forwarder_never_asks_the_cluster_dns_itself():
+    fwd = Forwarder([("10.96.0.10", 53), ("192.0.2.53", 53)])
+    fwd.exclude(["10.96.0.10"])
+    assert fwd.upstreams == [("192.0.2.53", 53)]

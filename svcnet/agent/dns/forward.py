@@ -70,10 +70,21 @@ class Forwarder:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for family, host in ((4, "0.0.0.0"), (6, "::")):
-            if any(ipaddress.ip_address(u[0]).version == family for u in self.upstreams):
+            mine = [u for u in self.upstreams if ipaddress.ip_address(u[0]).version == family]
+            if not mine:
+                continue
+            try:
                 t, _ = await loop.create_datagram_endpoint(lambda: _UpstreamProtocol(self),
                                                            local_addr=(host, 0))
-                self.transports[family] = t
+            except OSError as e:  # e.g. no IPv6 in this network namespace
+                log.warning("upstreams %s dropped: %s", ", ".join(u[0] for u in mine), e)
+                self.upstreams = [u for u in self.upstreams if u not in mine]
+                continue
+            self.transports[family] = t
+
+    def exclude(self, addresses) -> None:
+        """Never forward to these (the cluster DNS's own Service addresses: a loop)."""
+        self.upstreams = [u for u in self.upstreams if u[0] not in set(addresses)]
 
     def close(self) -> None:
         for t in self.transports.values():

@@ -53,9 +53,6 @@ class DNSProcess:
 
     async def start(self) -> None:
         await self.forwarder.start()
-        if not self.forwarder.upstreams:
-            log.info("no upstream nameservers: names outside %s are REFUSED",
-                     self.resolver.catalog.domain)
         services = Informer(self.client, SERVICE)
         services.add_handler(self.resolver.on_service)
         slices = Informer(self.client, SLICE)
@@ -67,6 +64,12 @@ class DNSProcess:
             inf.start()
         for inf in self.informers:
             await inf.synced.wait()
+        kube_dns = self.resolver.catalog.services.get(("kube-system", "kube-dns"))
+        if kube_dns is not None:
+            self.forwarder.exclude(kube_dns.cluster_ips)
+        if not self.forwarder.upstreams:
+            log.info("no upstream nameservers: names outside %s are REFUSED",
+                     self.resolver.catalog.domain)
         for host, port in self.listen:
             self.servers.append(await serve(self.resolver, host, port, reuse_port=self.reuse_port))
             log.info("cluster DNS for %s answering on %s:%d (UDP, TCP); upstreams %s",

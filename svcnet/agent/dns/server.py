@@ -42,7 +42,7 @@ EDNS_TAG = b"\x00E"  # appended to the cache key of a query that carried EDNS
 
 class Resolver:
     def __init__(self, catalog: Catalog, forwarder: Forwarder | None = None,
-                 max_entries: int = 200_000):
+                 max_entries: int = 100_000):
         self.catalog = catalog
         self.forwarder = forwarder
         self.max_entries = max_entries
@@ -79,8 +79,9 @@ class Resolver:
         hdr[0] &= 0xFE
         rd0 = bytes(hdr)
         hdr[0] |= 0x01
+        if key not in self.cache:
+            self.owners.setdefault(owner, []).append(key)
         self.cache[key] = (rd0, bytes(hdr), response[12 + qlen:])
-        self.owners.setdefault(owner, []).append(key)
 
     # ---- the full path ---------------------------------------------------------------------
 
