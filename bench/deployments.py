@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -122,9 +123,16 @@ async def measure(kubeconfig: str, app: str, n: int, mode: str) -> dict:
 def run(args) -> dict:
     from tests.e2e.cluster import poll, running_cluster, unique_prefix
 
-    data = Path(f"/tmp/svcnet-bench-deployments-{os.getpid()}") / "node"
+    work = Path(f"/tmp/svcnet-bench-deployments-{os.getpid()}")
+    try:
+        return measure_in_world(args, work / "node", running_cluster, unique_prefix("bw"), poll)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_in_world(args, data: Path, running_cluster, prefix: str, poll) -> dict:
     result: dict = {"pods": args.pods}
-    with running_cluster(unique_prefix("bw"), data) as c:
+    with running_cluster(prefix, data) as c:
         c.kubectl("create", "namespace", NS)
 
         def inner(app: str, mode: str) -> dict:
