@@ -75,6 +75,19 @@ DRIVER = textwrap.dedent('''
                     await rt.start()
                 elif op == "events":
                     out = events
+                elif op == "route":
+                    # a fake service proxy: the pod is routed for `seconds` after it is first
+                    # asked about (None: not routed at all); syncs count each look
+                    routed = {"until": None, "looks": 0}
+                    def still_routed(ip, seconds=req["seconds"]):
+                        routed["looks"] += 1
+                        if seconds is None:
+                            return False
+                        if routed["until"] is None:
+                            routed["until"] = loop.time() + seconds
+                        return loop.time() < routed["until"]
+                    rt.still_routed = still_routed
+                    rt.proxy_syncs = lambda: routed["looks"]
                 elif op == "sync":
                     await rt.sync_pod(req["pod"], req.get("env") or {})
                     out = rt.pod_status(req["pod"]["metadata"]["uid"])
@@ -607,3 +620,29 @@ def test_post_start_hook_holds_the_container_in_creating_until_it_succeeds(node)
     status = rt.wait("uid-slowstart", ready, timeout=15, what="Ready after the hook")
     assert "running" in status["containerStatuses"][0]["state"]
     assert rt.call("events") == []
+
+
+# ---- the termination chain ----------------------------------------------------------------------
+
+def test_kill_waits_until_the_proxy_no_longer_routes_the_pod_before_sigterm(node, tmp_path):
+    marks = tmp_path / "marks"
+    rt = node.runtime()
+    script = f"trap '{stamp_script(marks, 'term')}; exit 0' TERM; while true; do sleep 0.05; done"
+
+    def sigterm_after(name: str, routed_seconds: float | None, grace: int) -> float:
+        """Seconds from the kill to SIGTERM, with the (fake) proxy routing the pod so long."""
+        marks.unlink(missing_ok=True)
+        rt.call("sync", pod=pod(name, [as_root({"name": "c", "image": "busybox",
+                                                "command": ["sh", "-c", script]})]))
+        rt.wait(f"uid-{name}", ready, what="Ready")
+        rt.call("route", seconds=routed_seconds)
+        t0 = time.time()
+        rt.call("kill", uid=f"uid-{name}", grace=grace)
+        return float(marks.read_text().split()[1]) - t0
+
+    took = sigterm_after("routed", 2.0, grace=10)
+    assert 1.9 <= took < 5, took  # SIGTERM only once the proxy let go
+    # A pod the proxy does not route is stopped at once; one it never lets go of, after the
+    # bound (min(grace, 5 s)), within its grace period.
+    assert sigterm_after("unrouted", None, grace=10) < 1.5  # (well under the 2 s above)
+    assert 0.9 <= sigterm_after("stuck", 3600, grace=1) < 3

@@ -8,8 +8,9 @@ Theory of operation
   then it waits, at most a second, for the worker's first pass so that the first status the
   agent writes already shows the pod started). `pod_status(uid)` is computed from the worker.
   Whenever a status changes, the pod's UID is put on `changes`.
-- `kill_pod` stops a pod (preStop, SIGTERM, grace, SIGKILL), removes its sandbox, releases its
-  address and deletes its directory; its final status stays readable through `pod_status`.
+- `kill_pod` stops a pod (new connections stop reaching it, preStop, SIGTERM, grace, SIGKILL),
+  removes its sandbox, releases its address and deletes its directory; its final status stays
+  readable through `pod_status`.
 - `stop()` stops watching and leaves everything running for the next agent; `teardown()`
   (`svcnet down`) removes every pod and the node's bridge and route.
 - Blocking work runs off the event loop: netlink (and sandbox holders) on one thread, container
@@ -70,6 +71,11 @@ class PodRuntime:
         self.on_event = None
         # (namespace, name) -> ConfigMap or None: what envFrom and configMapKeyRef read
         self.config_map = None
+        # The node's service proxy, for the termination chain (see PodWorker.kill):
+        # still_routed(ip) -> the rules may send new connections to ip as a ready endpoint;
+        # proxy_syncs() -> how many syncs the proxy has completed.
+        self.still_routed = None
+        self.proxy_syncs = None
 
     def record_event(self, pod: dict, container: str, reason: str, message: str) -> None:
         if self.on_event is not None:

@@ -15,6 +15,10 @@ Theory of operation
 - Everything needed to adopt the pod after an agent restart is in `<pod dir>/state.json`,
   rewritten (atomically) on every change: the pod, the holder's PID and start time, each
   container's PID, start time, restart count, last termination, back-off and probe results.
+- Stopping a pod (`kill`) first waits, bounded, until this node's service proxy sends it no new
+  connections (its deletion made it a terminating endpoint), then stops every container as the
+  kubelet does: preStop hook, SIGTERM, SIGKILL at the end of the grace period. Lifecycle hooks
+  (postStart, preStop: exec, httpGet, sleep) run as the kubelet runs them.
 - When every app container has terminated for good, the pod is terminal (Succeeded/Failed): its
   sandbox is removed and its address released; the record stays (for its status) until the pod
   is killed.
@@ -48,7 +52,9 @@ log = logging.getLogger("svcnet.agent.runtime")
 STATE_FILE = "state.json"
 MIN_GRACE = 2.0  # the kubelet never gives a container less than 2 seconds to stop
 CONFIG_RETRY = 1.0  # seconds between attempts to start a container whose ConfigMap is missing
-HOOK_TIMEOUT = 300.0  # an exec or HTTP postStart hook that never ends is stopped after this
+HOOK_TIMEOUT = 300.0
+UNROUTE_WAIT = 5.0  # at most this long (within the grace period) for new connections to stop
+SETTLE = 0.1        # at most this long for the proxy's sync in flight to be applied  # an exec or HTTP postStart hook that never ends is stopped after this
 
 
 def rfc3339(t: float | None = None) -> str:
@@ -936,12 +942,17 @@ class PodWorker:
         self.save()
 
     async def kill(self, grace: float) -> None:
-        """Stop every container (SIGTERM, `grace`, SIGKILL) and remove the sandbox."""
+        """Stop the pod and remove its sandbox, in the order that loses no request: wait
+        (bounded) until this node's proxy no longer sends new connections to the pod, then stop
+        every container (preStop, SIGTERM, SIGKILL at the end of the grace period)."""
         self.terminating = True
         await self.close()
         async with self.lock:
             running = [c for c in self.containers() if c.running]
             if running:
+                began = time.monotonic()
+                await self._wait_unrouted(min(grace, UNROUTE_WAIT))
+                grace = max(0.0, grace - (time.monotonic() - began))
                 await asyncio.gather(*(self.terminate(c, grace) for c in running))
                 await self._wait_exits(running, 5.0)
             for c in self.containers():
@@ -1006,6 +1017,38 @@ class PodWorker:
             await asyncio.sleep(max(0.0, float((handler["sleep"] or {}).get("seconds", 0))))
             return None
         return f"Cannot run handler: invalid handler: {json.dumps(handler)}"
+
+    async def _wait_unrouted(self, budget: float) -> None:
+        """The termination chain's first link. The pod got a deletionTimestamp: the EndpointSlice
+        controller marks it not ready and terminating, the proxy drops it from the ready set.
+        Wait (at most `budget` seconds) until the proxy reports that its rules send no new
+        connection to the pod's address, then until the sync that removed it has been applied
+        (the proxy forgets its pending changes when a sync starts, so a completed sync is
+        awaited, at most SETTLE seconds). If the address was not routed at the first look, the
+        pod was no ready endpoint (or left long ago): no wait at all."""
+        routed, syncs = self.rt.still_routed, self.rt.proxy_syncs
+        if routed is None or not self.pod_ip or self.host_network or budget <= 0:
+            return
+        if not routed(self.pod_ip):
+            return
+        began = time.monotonic()
+        deadline = began + budget
+        delay = 0.005
+        while routed(self.pod_ip):
+            if time.monotonic() >= deadline:
+                log.warning("pod %s/%s: still a ready endpoint after %gs; stopping it anyway",
+                            self.namespace, self.name, budget)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        if syncs is not None:
+            seen = syncs()
+            settle = min(deadline, time.monotonic() + SETTLE)
+            while syncs() == seen and time.monotonic() < settle:
+                await asyncio.sleep(0.005)
+        self.timings["unroute_ms"] = (time.monotonic() - began) * 1000
+        log.info("pod %s/%s: no new connections after %.0f ms; stopping its containers",
+                 self.namespace, self.name, self.timings["unroute_ms"])
 
     def remove_files(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
