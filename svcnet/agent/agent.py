@@ -128,7 +128,8 @@ class Agent:
             from svcnet.agent.dns.node import NodeDNS
 
             self.node_dns = NodeDNS(self.client, node_name=self.node_name,
-                                    address=self.runtime.network.gateway, **self.dns)
+                                    address=self.runtime.network.gateway,
+                                    data_dir=self.data_dir, **self.dns)
             await self.node_dns.start()
         self.proxier = Proxier(self.client, NodeInfo(self.node_name, (self.node_ip,),
                                                      self.cluster_cidr, self.service_cidr),

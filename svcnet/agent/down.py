@@ -21,6 +21,10 @@ log = logging.getLogger("svcnet.down")
 async def down(data_dir: Path) -> None:
     from svcnet.agent.runtime import PodRuntime
 
+    from svcnet.agent.dns.node import stop_server
+
+    if stop_server(data_dir):
+        log.info("stopped the cluster DNS server")
     state = read_node_state(data_dir)
     if state is not None:
         runtime = PodRuntime(data_dir, state["nodeName"], state["nodeIP"], state["podCIDR"],

@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
                         "none: other names are REFUSED)")
     n.add_argument("--workers", type=int, default=1,
                    help="processes sharing the addresses with SO_REUSEPORT (default 1)")
+    n.add_argument("--reuse-port", action="store_true",
+                   help="bind with SO_REUSEPORT (a new server can start beside a running one)")
+    n.add_argument("--pid-file", help="write 'PID START-TICKS' here once answering")
     n.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     n.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -218,7 +221,8 @@ async def _dns(args: argparse.Namespace) -> int:
 
     return await _run_api_client(args, "svcnet-dns", lambda client: DNSProcess(
         client, [parse_listen(x) for x in args.listen or ["127.0.0.1:53"]],
-        args.cluster_domain, args.resolv_conf, reuse_port=args.workers > 1))
+        args.cluster_domain, args.resolv_conf, reuse_port=args.reuse_port or args.workers > 1,
+        pid_file=args.pid_file))
 
 
 async def _agent(args: argparse.Namespace) -> int:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import textwrap
+import threading
 import urllib.parse
 
 import pytest
 
+from svcnet.agent.runtime.containers import proc_start_ticks
 from tests.e2e.cluster import poll, running_cluster, unique_prefix
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
@@ -250,3 +253,48 @@ def test_kube_dns_service_and_its_endpoint_slice(cluster):
                           "-l", "kubernetes.io/service-name=kube-dns")["items"]
     assert [s["endpoints"][0]["addresses"] for s in slices] == [["10.244.0.1"]]
     assert slices[0]["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "svcnet-agent"
+
+
+def dns_server_pid(cluster) -> int:
+    return int((cluster.data / "dns.pid").read_text().split()[0])
+
+
+def test_names_keep_resolving_while_the_agent_restarts(cluster):
+    """The DNS server outlives the agent; the next agent's server takes over without a gap."""
+    old_dns, old_agent = dns_server_pid(cluster), cluster.agent_pid()
+    failures, done = [], threading.Event()
+
+    def load():
+        while not done.is_set():
+            got = dig(cluster, "web.default.svc.cluster.local", "A", "+tries=1", "+time=1")
+            if len(got) != 1 or got[0].startswith("dig failed"):
+                failures.append(got)
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        os.kill(old_agent, signal.SIGTERM)
+        poll(lambda: cluster.agent_pid() not in (0, old_agent), 30, "the agent to be restarted")
+        poll(lambda: dns_server_pid(cluster) != old_dns and proc_start_ticks(old_dns) is None,
+             30, "the new DNS server to take over")
+    finally:
+        done.set()
+        t.join()
+    assert failures == []
+    assert dig(cluster, "web.default.svc.cluster.local") == [
+        cluster.json("get", "svc", "web")["spec"]["clusterIP"]]
+
+
+def test_svcnet_down_stops_the_dns_server(cluster):
+    """Runs last: stop the server (DNS keeps answering, like pods keep running), then down."""
+    pid = dns_server_pid(cluster)
+    for proc in cluster.world.procs[:1]:  # svcnet server (the fake upstream is procs[1])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert os.path.exists(f"/proc/{pid}")
+    assert dig(cluster, "10.0.96.10.in-addr.arpa", "PTR") == ["kube-dns.kube-system.svc.cluster.local."]
+    r = cluster.world.run("node", sys.executable, "-m", "svcnet.cli.main", "down", "--data-dir",
+                          str(cluster.data))
+    assert r.returncode == 0, r.stderr
+    poll(lambda: proc_start_ticks(pid) is None, 10, "the DNS server to end")  # gone or a zombie
+    assert not (cluster.data / "dns.pid").exists()

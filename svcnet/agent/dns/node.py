@@ -1,11 +1,16 @@
 """The node agent's side of cluster DNS: run the DNS server and make kube-dns point at it.
 
 Theory of operation
-- The agent runs `svcnet dns` as a supervised child process (restarted if it dies, stopped with
-  the agent) listening on the node's pod-network gateway address (the first address of its pod
-  CIDR, on the bridge), port 53, UDP and TCP: an address svcnet owns, so nothing else on the
-  machine (a local resolver on 127.0.0.53, say) is in the way, and every pod reaches it.
-- Once the server answers a probe there, the agent publishes a selector-less EndpointSlice
+- The agent runs `svcnet dns` as a child process listening on the node's pod-network gateway
+  address (the first address of its pod CIDR, on the bridge), port 53, UDP and TCP: an address
+  svcnet owns, so nothing else on the machine (a local resolver on 127.0.0.53, say) is in the
+  way, and every pod reaches it. The agent restarts it if it dies.
+- Like the pods, the DNS server outlives the agent: an agent restart or upgrade must not take
+  names away from running pods. It binds with SO_REUSEPORT and writes `<data-dir>/dns.pid`
+  (PID and start time) once it is serving; a new agent starts a fresh server beside the old
+  one, waits until the pid file names the new one, then stops the old one: no gap. `svcnet
+  down` stops it (by the pid file, checking the start time so a reused PID is never hit).
+- Once a server answers, the agent publishes a selector-less EndpointSlice
   `kube-system/kube-dns-<node>` (managed-by `svcnet-agent`, ready) for the `kube-dns` Service
   (10.96.0.10, ports `dns` 53/UDP and `dns-tcp` 53/TCP, created by the control plane without a
   selector, so the EndpointSlice controller leaves it alone). The service proxy then DNATs
@@ -19,10 +24,15 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 from svcnet.agent.dns import wire
+from svcnet.agent.runtime.containers import proc_start_ticks
 from svcnet.api.errors import APIError
 from svcnet.api.resources import BY_KIND
 from svcnet.client import Client
@@ -57,50 +67,94 @@ def probe(address: str, port: int, domain: str, timeout: float = 0.5) -> bool:
     return len(data) >= 12 and int.from_bytes(data[:2], "big") == qid and data[3] & 0xF == 0
 
 
+PID_FILE = "dns.pid"
+
+
+def read_pid_file(data_dir: Path) -> tuple[int, int] | None:
+    """(pid, start ticks) of the DNS server the pid file names, if that process still runs."""
+    try:
+        pid, ticks = (int(x) for x in (data_dir / PID_FILE).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return (pid, ticks) if proc_start_ticks(pid) == ticks else None
+
+
+def write_pid_file(path: Path) -> None:
+    """Called by the DNS server itself once it answers."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{os.getpid()} {proc_start_ticks(os.getpid())}\n")
+    tmp.replace(path)
+
+
+def stop_server(data_dir: Path, timeout: float = 10.0) -> bool:
+    """Stop the DNS server of this data dir (SIGTERM, then SIGKILL); True if one was running."""
+    found = read_pid_file(data_dir)
+    if found is None:
+        return False
+    pid, ticks = found
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while proc_start_ticks(pid) == ticks:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    return True
+
+
 class NodeDNS:
     def __init__(self, client: Client, credentials: list[str], node_name: str, address: str,
-                 domain: str = "cluster.local", resolv_conf: str = "/etc/resolv.conf",
-                 port: int = 53):
+                 data_dir: Path, domain: str = "cluster.local",
+                 resolv_conf: str = "/etc/resolv.conf", port: int = 53):
         self.client = client
         self.credentials = credentials  # e.g. ["--kubeconfig", path] for the child
         self.node_name = node_name
         self.address = address
+        self.data_dir = Path(data_dir)
         self.domain = domain
         self.resolv_conf = resolv_conf
         self.port = port
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: subprocess.Popen | None = None
         self.tasks: list[asyncio.Task] = []
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "svcnet.cli.main", "dns", *self.credentials,
                 "--listen", f"{self.address}:{self.port}", "--cluster-domain", self.domain,
-                "--resolv-conf", self.resolv_conf, "--parent-pid", str(os.getpid())]
+                "--resolv-conf", self.resolv_conf, "--pid-file", str(self.data_dir / PID_FILE),
+                "--reuse-port"]
 
     async def start(self) -> None:
         self.tasks.append(asyncio.create_task(self._supervise()))
-        self.tasks.append(asyncio.create_task(self._publish()))
 
     async def stop(self) -> None:
+        """Stop supervising; the server keeps answering for the next agent."""
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
     async def _supervise(self) -> None:
+        previous = read_pid_file(self.data_dir)
+        published = False
         while True:
-            self.proc = await asyncio.create_subprocess_exec(*self.command())
-            rc = await self.proc.wait()
-            log.warning("cluster DNS server exited with %s; restarting in 1s", rc)
+            self.proc = subprocess.Popen(self.command(), start_new_session=True, close_fds=True)
+            while self.proc.poll() is None and (read_pid_file(self.data_dir) or (0,))[0] != self.proc.pid:
+                await asyncio.sleep(0.1)
+            if self.proc.poll() is None:
+                if previous is not None and previous[0] != self.proc.pid:
+                    log.info("cluster DNS server %d took over from %d", self.proc.pid, previous[0])
+                    if proc_start_ticks(previous[0]) == previous[1]:
+                        os.kill(previous[0], signal.SIGTERM)
+                previous = None
+                if not published:
+                    await self._publish()
+                    published = True
+                while self.proc.poll() is None:
+                    await asyncio.sleep(0.5)
+            log.warning("cluster DNS server exited with %s; restarting in 1s", self.proc.returncode)
             await asyncio.sleep(1)
 
     async def _publish(self) -> None:
-        """Wait until the server answers, then create or fix the kube-dns EndpointSlice."""
+        """Create or fix the kube-dns EndpointSlice of this node (once a server answers)."""
         loop = asyncio.get_running_loop()
         while not await loop.run_in_executor(None, probe, self.address, self.port, self.domain):
             await asyncio.sleep(0.2)

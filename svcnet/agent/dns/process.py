@@ -1,7 +1,7 @@
 """`svcnet dns`: the cluster DNS server as its own process, with its own watches.
 
     svcnet dns --kubeconfig F --listen 10.244.0.1:53 [--listen ...] [--cluster-domain cluster.local]
-               [--resolv-conf /etc/resolv.conf] [--workers N]
+               [--resolv-conf /etc/resolv.conf] [--workers N] [--reuse-port] [--pid-file F]
 
 It lists and watches Services, EndpointSlices and Namespaces, and answers on UDP and TCP once
 the first lists are in. The node agent runs it as a supervised child on the node's pod-network
@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from pathlib import Path
 
 from svcnet.agent.dns.answer import Catalog
 from svcnet.agent.dns.forward import Forwarder, read_resolv_conf
+from svcnet.agent.dns.node import write_pid_file
 from svcnet.agent.dns.server import Resolver, serve
 from svcnet.api.resources import BY_KIND
 from svcnet.client import Client, Informer
@@ -40,8 +42,9 @@ def parse_listen(value: str) -> tuple[str, int]:
 class DNSProcess:
     def __init__(self, client: Client, listen: list[tuple[str, int]], domain: str = "cluster.local",
                  resolv_conf: str = "/etc/resolv.conf", exclude_upstreams: set[str] = frozenset(),
-                 reuse_port: bool = False):
+                 reuse_port: bool = False, pid_file: str | None = None):
         self.client = client
+        self.pid_file = Path(pid_file) if pid_file else None
         self.listen = listen
         self.reuse_port = reuse_port
         own = {h for h, _ in listen} | set(exclude_upstreams)
@@ -75,6 +78,8 @@ class DNSProcess:
             log.info("cluster DNS for %s answering on %s:%d (UDP, TCP); upstreams %s",
                      self.resolver.catalog.domain, host, port,
                      ", ".join(h for h, _ in self.forwarder.upstreams) or "none")
+        if self.pid_file is not None:
+            write_pid_file(self.pid_file)
 
     def _on_namespace(self, kind: str, old: dict | None, new: dict | None) -> None:
         if new is None:
@@ -84,6 +89,12 @@ class DNSProcess:
         self.resolver.on_namespace(set(self.namespaces))
 
     async def stop(self) -> None:
+        if self.pid_file is not None:
+            try:
+                if int(self.pid_file.read_text().split()[0]) == os.getpid():
+                    self.pid_file.unlink()
+            except (OSError, ValueError, IndexError):
+                pass
         for udp, tcp in self.servers:
             udp.close()
             tcp.close()
