@@ -218,20 +218,24 @@ class ResourceHandlers:
             raise errors.bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: '
                                      f'{waiting.get("reason") or "ContainerCreating"}')
         follow = query_bool(q.get("follow"))
-        data, renderer = runtime_logs.start(path.read_bytes(), opts, follow)
+        raw = path.read_bytes()
+        data, renderer = runtime_logs.start(raw, opts, follow)
         if not follow:
             return web.Response(body=data, content_type="text/plain")
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
         await resp.write(data)
-        offset = path.stat().st_size
-        while not renderer.done:  # until the client leaves (the handler is cancelled) or the pod goes
+        # Until the client leaves (the handler is cancelled), the byte limit is reached, or this
+        # container instance is over (as the kubelet's follow ends when the container exits).
+        offset, quiet, running = len(raw), 0, not previous
+        while not renderer.done:
             await asyncio.sleep(0.2)
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
                 break
             if size > offset:
+                quiet = 0
                 with open(path, "rb") as f:
                     f.seek(offset)
                     chunk = f.read(size - offset)
@@ -239,8 +243,28 @@ class ResourceHandlers:
                 out = renderer.feed(chunk)
                 if out:
                     await resp.write(out)
+            elif not running:
+                break  # (the last look after the instance ended found nothing more)
+            else:
+                quiet += 1
+                if quiet % 5 == 0:
+                    running = await self._log_instance_running(t, container, n)
         await resp.write_eof()
         return resp
+
+    async def _log_instance_running(self, t: Target, container: str, restarts: int) -> bool:
+        """Whether the container instance whose log is followed is still the running one."""
+        try:
+            pod = await self.registry.get(t.res, t.namespace, t.name)
+        except APIError:
+            return False
+        status = pod.get("status") or {}
+        for c in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses")
+                                                             or []):
+            if c.get("name") == container:
+                return (int(c.get("restartCount") or 0) == restarts
+                        and "running" in (c.get("state") or {}))
+        return False
 
     async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query

@@ -94,6 +94,13 @@ def test_kubectl_logs_timestamps_since_and_follow(cluster):
     finally:
         follow.terminate()
         follow.wait(10)
+    # following a container that exits ends with it, everything it wrote included
+    apply(cluster, pod("quitter", [{"name": "c", "image": "busybox", "command": [
+        "sh", "-c", "echo a; sleep 2; echo b"]}], restartPolicy="Never"))
+    poll(lambda: "a" in cluster.kubectl("logs", "quitter", check=False), 60, "quitter started")
+    r = cluster.world.run("node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "logs", "-f",
+                          "quitter", timeout=30)
+    assert (r.returncode, r.stdout) == (0, "a\nb\n")
 
 
 def test_hooks_and_env_from_through_the_api(cluster):
@@ -125,7 +132,7 @@ def test_hooks_and_env_from_through_the_api(cluster):
                  60, "a FailedPostStartHook event")
     assert event["type"] == "Warning" and "exited with 7" in event["message"]
     assert event["involvedObject"]["fieldPath"] == "spec.containers{netexec}"
-    cluster.kubectl("delete", "pod", "badhook", "configured", "talker", "--wait=false")
+    cluster.kubectl("delete", "pod", "badhook", "configured", "talker", "quitter", "--wait=false")
 
 
 def test_agent_killed_halfway_through_pod_starts_recovers_without_leaks(cluster):
