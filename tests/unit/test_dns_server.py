@@ -281,3 +281,24 @@ def test_the_forwarder_never_asks_the_cluster_dns_itself():
     fwd = Forwarder([("10.96.0.10", 53), ("192.0.2.53", 53)])
     fwd.exclude(["10.96.0.10"])
     assert fwd.upstreams == [("192.0.2.53", 53)]
+
+
+def test_udp_responses_are_dropped_while_the_socket_is_full(resolver):
+    from svcnet.agent.dns.server import UDPServer
+
+    class Transport:  # records what would be sent
+        def __init__(self):
+            self.sent = []
+
+        def sendto(self, data, addr):
+            self.sent.append((data, addr))
+
+    proto, t = UDPServer(resolver), Transport()
+    proto.connection_made(t)
+    q = encode_query("web.default.svc.cluster.local", A, 5)
+    proto.pause_writing()
+    proto.datagram_received(q, ("127.0.0.1", 9))
+    assert t.sent == [] and resolver.stats["dropped"] == 1
+    proto.resume_writing()
+    proto.datagram_received(q, ("127.0.0.1", 9))
+    assert [(ips(parse_message(d)), a) for d, a in t.sent] == [(["10.96.0.20"], ("127.0.0.1", 9))]

@@ -15,6 +15,7 @@ first process does.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -67,6 +68,10 @@ class DNSProcess:
             inf.start()
         for inf in self.informers:
             await inf.synced.wait()
+        # What the first lists built lives as long as the process: keep it out of every
+        # collection, so a full collection never pauses answering for long.
+        gc.collect()
+        gc.freeze()
         kube_dns = self.resolver.catalog.services.get(("kube-system", "kube-dns"))
         if kube_dns is not None:
             self.forwarder.exclude(kube_dns.cluster_ips)

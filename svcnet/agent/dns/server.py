@@ -17,6 +17,7 @@ Theory of operation
   outside the cluster with no upstream -> REFUSED. The server keeps serving whatever arrives.
 - Outside names go to the `Forwarder` (bounded pending table); an ExternalName whose target is
   outside the cluster gets its CNAME followed by the target's records from upstream.
+- UDP responses the kernel cannot take are dropped, never queued without bound.
 - TCP: 2-byte length framing, pipelined queries answered in order, at most `max_tcp` open
   connections (more are closed at once), idle ones closed after `tcp_idle` seconds.
 - The watches: Informers (list + watch, re-list on 410) on the API; the server answers only
@@ -183,14 +184,28 @@ class Resolver:
 # ---- sockets -------------------------------------------------------------------------------
 
 class UDPServer(asyncio.DatagramProtocol):
+    """Answers datagrams. When the kernel will not take more (the transport's write buffer is
+    over its high-water mark), responses are dropped, as a busy server drops queries, instead of
+    queueing without bound."""
+
     def __init__(self, resolver: Resolver):
         self.resolver = resolver
         self.transport: asyncio.DatagramTransport | None = None
+        self.paused = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
     def datagram_received(self, data: bytes, addr) -> None:
+        if self.paused:
+            self.resolver.stats["dropped"] += 1
+            return
         r = self.resolver.fast(data)
         if r is None:
             r, pending = self.resolver.prepare(data, False)
