@@ -18,6 +18,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from pathlib import Path
@@ -112,8 +113,9 @@ class Agent:
         pod_cidr = await self.node.wait_for_pod_cidr()
         self.node.start()
         domain = (self.dns or {}).get("domain", "cluster.local")
+        cluster_dns = str(ipaddress.ip_network(self.service_cidr).network_address + 10)  # kube-dns
         self.runtime = PodRuntime(self.data_dir, self.node_name, self.node_ip, pod_cidr,
-                                  self.service_cidr, cluster_domain=domain)
+                                  self.service_cidr, cluster_dns=cluster_dns, cluster_domain=domain)
         write_node_state(self.data_dir, {"nodeName": self.node_name, "nodeIP": self.node_ip,
                                          "podCIDR": pod_cidr, "serviceCIDR": self.service_cidr})
         self.runtime.on_event = lambda pod, container, reason, message: self.tasks.append(
