@@ -121,8 +121,15 @@ Ctrl-C stops the cluster and removes everything the demo made.
                                f"http://{lb_ip}/hostname").stdout.strip() for _ in range(12)}
         print(f"demo: laptop -> {lb_ip} (LoadBalancer) answered from: {', '.join(sorted(hostnames))}",
               flush=True)
+        dial = world.run("node", "curl", "-s", "--max-time", "20",
+                         f"http://{ips.get('frontend')}:8080/dial?request=hostname&host=backend"
+                         "&port=80&tries=8").stdout
+        by_name = set(json.loads(dial).get("responses") or []) if dial.startswith("{") else set()
+        print(f"demo: frontend -> backend (by DNS name) answered from: "
+              f"{', '.join(sorted(by_name)) or dial.strip()}", flush=True)
         if args.exit_after_ready:
-            return 0 if hello == "Hello World!" and hostnames == {"backend-1", "backend-2"} else 1
+            return 0 if hello == "Hello World!" and hostnames == by_name == {"backend-1", "backend-2"} \
+                else 1
         while server.poll() is None:
             time.sleep(1)
         print(f"demo: the server exited with {server.returncode}", flush=True)
