@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import random
 import time
 from pathlib import Path
@@ -218,39 +219,50 @@ class ResourceHandlers:
             raise errors.bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: '
                                      f'{waiting.get("reason") or "ContainerCreating"}')
         follow = query_bool(q.get("follow"))
-        raw = path.read_bytes()
-        data, renderer = runtime_logs.start(raw, opts, follow)
         if not follow:
-            return web.Response(body=data, content_type="text/plain")
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await resp.prepare(request)
-        await resp.write(data)
-        # Until the client leaves (the handler is cancelled), the byte limit is reached, or this
-        # container instance is over (as the kubelet's follow ends when the container exits).
-        offset, quiet, running = len(raw), 0, not previous
-        while not renderer.done:
-            await asyncio.sleep(0.2)
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                break
-            if size > offset:
-                quiet = 0
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read(size - offset)
-                offset += len(chunk)
-                out = renderer.feed(chunk)
-                if out:
-                    await resp.write(out)
-            elif not running:
-                break  # (the last look after the instance ended found nothing more)
-            else:
-                quiet += 1
-                if quiet % 5 == 0:
-                    running = await self._log_instance_running(t, container, n)
-        await resp.write_eof()
-        return resp
+            return web.Response(body=runtime_logs.start(path.read_bytes(), opts)[0],
+                                content_type="text/plain")
+        return await self._follow_log(request, open(path, "rb"), path, opts, t, container, n,
+                                      previous)
+
+    async def _follow_log(self, request: web.Request, f, path: Path, opts, t: Target,
+                          container: str, n: int, previous: bool) -> web.StreamResponse:
+        """Stream a log file as it grows (and is rotated: the old file is read to its end, then
+        the new one from its start) until the client leaves (the handler is cancelled), the
+        byte limit is reached, or this container instance is over (as the kubelet's follow
+        ends when the container exits)."""
+        try:
+            data, renderer = runtime_logs.start(f.read(), opts, follow=True)
+            resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await resp.prepare(request)
+            await resp.write(data)
+            quiet, running = 0, not previous
+            while not renderer.done:
+                await asyncio.sleep(0.2)
+                chunk = f.read()
+                if chunk:
+                    quiet = 0
+                    out = renderer.feed(chunk)
+                    if out:
+                        await resp.write(out)
+                    continue
+                try:
+                    rotated = os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+                except FileNotFoundError:
+                    break  # the pod is gone
+                if rotated:
+                    f.close()
+                    f = open(path, "rb")
+                elif not running:
+                    break  # (the last look after the instance ended found nothing more)
+                else:
+                    quiet += 1
+                    if quiet % 5 == 0:
+                        running = await self._log_instance_running(t, container, n)
+            await resp.write_eof()
+            return resp
+        finally:
+            f.close()
 
     async def _log_instance_running(self, t: Target, container: str, restarts: int) -> bool:
         """Whether the container instance whose log is followed is still the running one."""

@@ -110,3 +110,36 @@ def test_the_log_writer_process_writes_cri_lines_until_both_pipes_close(tmp_path
         (b"stderr", False, b"oops"), (b"stdout", False, b"hello"),
         (b"stdout", True, b"no newline yet")]
     assert all(before - 1 <= e.when <= time.time() + 1 for e in entries)
+
+
+def test_the_log_file_rotates_and_keeps_max_files(tmp_path):
+    from svcnet.agent.runtime.logwriter import LogFile
+
+    path = tmp_path / "0.log"
+    log = LogFile(str(path), max_size=100, max_files=3)
+    for i in range(10):
+        log.write(b"%d" % i + b"x" * 59 + b"\n")
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "0.log" in files
+    rotated = [f for f in files if f.startswith("0.log.")]
+    assert len(rotated) == 2  # max_files counts the current file
+    # the newest are kept: lines 6-7 and 8-9 (each rotated file holds two 61-byte lines)
+    assert [(tmp_path / f).read_bytes()[:1] for f in rotated] == [b"6", b"8"]
+    assert path.read_bytes() == b""
+
+
+def test_the_log_writer_rotates_files_it_is_given_limits_for(tmp_path):
+    path = tmp_path / "c" / "0.log"
+    out_w, err_w = start_log_writer(path, rotate=(1000, 2))
+    for _ in range(30):
+        os.write(out_w, b"y" * 99 + b"\n")
+    os.close(out_w)
+    os.close(err_w)
+    def lines() -> int:
+        return sum(p.read_bytes().count(b" stdout F ") for p in path.parent.iterdir())
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and lines() < 20:  # what the 2 files kept can hold
+        time.sleep(0.02)
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert names[0] == "0.log" and len(names) == 2 and names[1].startswith("0.log.")

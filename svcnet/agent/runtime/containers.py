@@ -416,10 +416,11 @@ def signal_group(pid: int, sig: int, start_ticks: int | None = None) -> bool:
 LOG_WRITER = str(Path(__file__).with_name("logwriter.py"))
 
 
-def start_log_writer(log_path: Path) -> tuple[int, int]:
+def start_log_writer(log_path: Path, rotate: tuple[int, int] | None = None) -> tuple[int, int]:
     """Start the container's log writer (logwriter.py, in a session of its own so that it
     outlives the agent) on two new pipes; returns the write ends for the container's stdout
-    and stderr (the caller closes them once the container has them)."""
+    and stderr (the caller closes them once the container has them). `rotate`: (max size,
+    max files) instead of the kubelet's defaults."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640))  # exists at once
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -428,7 +429,7 @@ def start_log_writer(log_path: Path) -> tuple[int, int]:
         # Dropped at once: subprocess reaps a dropped child that is still running when a later
         # Popen starts (nothing here waits for "any child", so that cannot race).
         subprocess.Popen([sys.executable, "-I", "-S", LOG_WRITER, str(log_path), str(out_r),
-                          str(err_r)], pass_fds=(out_r, err_r), stdin=subprocess.DEVNULL,
+                          str(err_r), *map(str, rotate or ())], pass_fds=(out_r, err_r), stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
                          start_new_session=True)
     except BaseException:

@@ -13,9 +13,14 @@ Theory of operation
   so nothing waits in memory (a crash loses nothing, `kubectl logs -f` sees a prompt without a
   newline) and readers join partial lines. Timestamps are taken when the bytes are read, in
   UTC with nine fractional digits.
-- Runs as `python -I -S logwriter.py LOG STDOUT_FD STDERR_FD`: standard library only, so it
-  starts in milliseconds. Failing to write (disk full, the pod's directory removed) never
-  blocks the container: the writer keeps draining its pipes.
+- Rotation, as the kubelet's container log manager does it (containerLogMaxSize 10Mi,
+  containerLogMaxFiles 5): when the file reaches MAX_SIZE it is renamed `<LOG>.<UTC time>`
+  (to the nanosecond, so names sort in rotation order) and a new one is started; only the
+  newest MAX_FILES - 1 rotated files are kept. `kubectl logs` reads the current file, as it
+  does from a kubelet (and `-f` goes on from a rotated file to the new one).
+- Runs as `python -I -S logwriter.py LOG STDOUT_FD STDERR_FD [MAX_SIZE MAX_FILES]`: standard
+  library only, so it starts in milliseconds. Failing to write (disk full, the pod's directory
+  removed) never blocks the container: the writer keeps draining its pipes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import sys
 import time
 
 READ_SIZE = 64 * 1024
+MAX_SIZE = 10 * 1024 * 1024
+MAX_FILES = 5
 
 
 def timestamp(ns: int) -> bytes:
@@ -45,11 +52,50 @@ def cri_lines(ns: int, stream: bytes, chunk: bytes) -> bytes:
     return b"".join(out)
 
 
-def run(log_path: str, fds: dict[int, bytes]) -> None:
-    try:
-        out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-    except OSError:
-        out = -1
+class LogFile:
+    """The container's log file, rotated at `max_size` bytes; never raises."""
+
+    def __init__(self, path: str, max_size: int = MAX_SIZE, max_files: int = MAX_FILES):
+        self.path, self.max_size, self.max_files = path, max_size, max_files
+        self.fd, self.size = -1, 0
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                              0o640)
+            self.size = os.fstat(self.fd).st_size
+        except OSError:
+            self.fd = -1
+
+    def write(self, data: bytes) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.write(self.fd, data)
+        except OSError:
+            return
+        self.size += len(data)
+        if self.size >= self.max_size:
+            self.rotate()
+
+    def rotate(self) -> None:
+        # <LOG>.<UTC time to the nanosecond>: names sort in rotation order
+        seconds, ns = divmod(time.time_ns(), 1_000_000_000)
+        target = f"{self.path}.{time.strftime('%Y%m%d-%H%M%S', time.gmtime(seconds))}.{ns:09d}"
+        try:
+            os.rename(self.path, target)
+            directory, base = os.path.split(self.path)
+            rotated = sorted(f for f in os.listdir(directory) if f.startswith(base + "."))
+            for old in rotated[:max(0, len(rotated) - (self.max_files - 1))]:
+                os.unlink(os.path.join(directory, old))
+        except OSError:
+            pass
+        os.close(self.fd)
+        self._open()
+
+
+def run(out: LogFile, fds: dict[int, bytes]) -> None:
     sel = selectors.DefaultSelector()
     for fd, stream in fds.items():
         sel.register(fd, selectors.EVENT_READ, stream)
@@ -67,11 +113,7 @@ def run(log_path: str, fds: dict[int, bytes]) -> None:
                 os.close(key.fd)
                 open_fds -= 1
                 continue
-            if out >= 0:
-                try:
-                    os.write(out, cri_lines(time.time_ns(), key.data, chunk))
-                except OSError:
-                    pass
+            out.write(cri_lines(time.time_ns(), key.data, chunk))
 
 
 def main(argv: list[str]) -> int:
@@ -79,7 +121,8 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     log_path, stdout_fd, stderr_fd = argv[1], int(argv[2]), int(argv[3])
-    run(log_path, {stdout_fd: b"stdout", stderr_fd: b"stderr"})
+    limits = [int(x) for x in argv[4:6]]
+    run(LogFile(log_path, *limits), {stdout_fd: b"stdout", stderr_fd: b"stderr"})
     return 0
 
 

@@ -685,16 +685,15 @@ class PodWorker:
         return True
 
     def _prune_logs(self, c: Container) -> None:
-        """Keep the current and the previous instance's log (as the kubelet does)."""
+        """Keep the current and the previous instance's log (as the kubelet does), rotated
+        pieces included."""
         d = self.dir / c.name
         if not d.is_dir():
             return
         for f in d.iterdir():
-            try:
-                if f.suffix == ".log" and int(f.stem) < c.restart_count - 1:
-                    f.unlink()
-            except (ValueError, OSError):
-                pass
+            instance = f.name.split(".log", 1)[0]
+            if ".log" in f.name and instance.isdigit() and int(instance) < c.restart_count - 1:
+                f.unlink(missing_ok=True)
 
     def watch(self, c: Container, pidfd: int | None) -> None:
         """Call `_exited` when the process ends (pidfd; polling if there is none)."""
