@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dns":
         from svcnet.agent.dns.process import fork_workers
 
-        fork_workers(args.workers)
+        if args.workers > 1 and not fork_workers(args.workers):
+            args.pid_file = None  # a forked worker: the first process is the one to stop
         return asyncio.run(_dns(args))
     return 2
 

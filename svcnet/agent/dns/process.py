@@ -59,8 +59,10 @@ class DNSProcess:
         await self.forwarder.start()
         services = Informer(self.client, SERVICE)
         services.add_handler(self.resolver.on_service)
+        services.add_handler(_keep_metadata)
         slices = Informer(self.client, SLICE)
         slices.add_handler(self.resolver.on_slice)
+        slices.add_handler(_keep_metadata)
         namespaces = Informer(self.client, NAMESPACE, metadata_only=True)
         namespaces.add_handler(self._on_namespace)
         self.informers = [namespaces, services, slices]
@@ -106,6 +108,17 @@ class DNSProcess:
         for inf in self.informers:
             await inf.stop()
         self.forwarder.close()
+
+
+def _keep_metadata(kind: str, old: dict | None, new: dict | None) -> None:
+    """Once the Catalog has what it needs of an object, the informer's cached copy only has to
+    name it and carry its resourceVersion (all a re-list compares): drop the rest, so the DNS
+    process holds each object once, in the Catalog's compact form."""
+    if new is not None:
+        meta = new["metadata"]
+        new.clear()
+        new["metadata"] = {k: meta[k] for k in ("name", "namespace", "resourceVersion", "uid")
+                           if k in meta}
 
 
 def fork_workers(n: int) -> list[int]:
