@@ -445,10 +445,15 @@ def test_load_balancer_addresses_and_policies_with_real_traffic(make_netns):
         lb_service("ranges", "10.96.0.42", lb_ip, 82, loadBalancerSourceRanges=["10.0.0.0/8"]),
         lb_service("sticky", "10.96.0.43", lb_ip, 83, sessionAffinity="ClientIP"),
         lb_service("servicelb", "10.96.0.44", NODE_IP, 84),
+        lb_service("udp", "10.96.0.45", lb_ip, 85),
     ]
+    services[-1]["spec"]["ports"][0]["protocol"] = "UDP"
+    for ip, pod in pods.items():
+        pod.spawn(sys.executable, "-c", SERVER, ip, "8080", "udp")
     slices_ = []
     for s in services:
-        slice_s = slice_(s["metadata"]["name"], [("http", 8080, "TCP")], [here, there])
+        proto = s["spec"]["ports"][0]["protocol"]
+        slice_s = slice_(s["metadata"]["name"], [("http", 8080, proto)], [here, there])
         slice_s["endpoints"][1]["nodeName"] = "node-2"
         slices_.append(slice_s)
     state = desired(services, slices_, NODE)
@@ -467,9 +472,15 @@ def test_load_balancer_addresses_and_policies_with_real_traffic(make_netns):
     # ... while a pod reaching the same address is cluster traffic: both pods.
     r = request(pods[here], lb_ip, 81, n=30)  # (not `there`: it is not really on another node)
     assert r["errors"] == [] and set(served(r)) == {here, there}
-    # ClientIP affinity: one client, one pod.
+    # ClientIP affinity: one client, one pod; the kernel remembers the laptop in that pod's set.
     r = request(laptop, lb_ip, 83, n=20)
     assert r["errors"] == [] and len(served(r)) == 1
+    listing = node.run("nft", "list", "table", "ip", "svcnet")
+    remembered = [line for line in listing.splitlines() if laptop_ip in line and "expires" in line]
+    assert len(remembered) == 1 and "expires 2h59m" in remembered[0], listing  # timeout 10800 s
+    # UDP through the LB address.
+    r = request(laptop, lb_ip, 85, n=20, proto="udp")
+    assert r["errors"] == [] and served(r) == {here: {gateway}, there: {gateway}}
     # loadBalancerSourceRanges: the laptop is outside 10.0.0.0/8 (dropped: a timeout) ...
     r = request(laptop, lb_ip, 82, timeout=0.5)
     assert r["seen"] == {} and r["errors"][0][0] == "TimeoutError"
