@@ -79,7 +79,7 @@ DRIVER = textwrap.dedent('''
                     # a fake service proxy: the pod is routed for `seconds` after it is first
                     # asked about (None: not routed at all); syncs count each look
                     routed = {"until": None, "looks": 0}
-                    def still_routed(ip, seconds=req["seconds"]):
+                    def still_routed(ip, namespace, seconds=req["seconds"]):
                         routed["looks"] += 1
                         if seconds is None:
                             return False

@@ -233,17 +233,18 @@ class Proxier:
         await self.slices.synced.wait()
         self._task = asyncio.create_task(self._loop())
 
-    def routes_new_connections_to(self, ip: str) -> bool:
-        """Whether this node's rules may still send new connections to `ip` as a ready
-        endpoint: an EndpointSlice the proxier holds lists it as ready, or a change it has seen
-        is not programmed yet. Read-only; the pod runtime waits for False before it stops a
-        pod, so that a terminating pod gets no new connections once it stops listening."""
+    def routes_new_connections_to(self, ip: str, namespace: str) -> bool:
+        """Whether this node's rules may still send new connections to `ip` (a pod of
+        `namespace`) as a ready endpoint: an EndpointSlice of that namespace the proxier holds
+        lists it as ready, or a change it has seen is not programmed yet. Read-only; the pod
+        runtime waits for False before it stops a pod, so that a terminating pod gets no new
+        connections once it stops listening."""
         if self.dirty:
             return True
         return any(ip in (ep.get("addresses") or ())
                    and (ep.get("conditions") or {}).get("ready") is not False
-                   for bucket in self.slices_by_service.values() for s in bucket.values()
-                   for ep in s.get("endpoints") or ())
+                   for (ns, _), bucket in self.slices_by_service.items() if ns == namespace
+                   for s in bucket.values() for ep in s.get("endpoints") or ())
 
     async def stop(self) -> None:
         for inf in (self.services, self.slices):

@@ -72,7 +72,8 @@ class PodRuntime:
         # (namespace, name) -> ConfigMap or None: what envFrom and configMapKeyRef read
         self.config_map = None
         # The node's service proxy, for the termination chain (see PodWorker.kill):
-        # still_routed(ip) -> the rules may send new connections to ip as a ready endpoint;
+        # still_routed(ip, namespace) -> the rules may send new connections to ip (a pod of
+        # namespace) as a ready endpoint;
         # proxy_syncs() -> how many syncs the proxy has completed.
         self.still_routed = None
         self.proxy_syncs = None

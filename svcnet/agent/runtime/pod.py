@@ -1028,12 +1028,12 @@ class PodWorker:
         routed, syncs = self.rt.still_routed, self.rt.proxy_syncs
         if routed is None or not self.pod_ip or self.host_network or budget <= 0:
             return
-        if not routed(self.pod_ip):
+        if not routed(self.pod_ip, self.namespace):
             return
         began = time.monotonic()
         deadline = began + budget
         delay = 0.005
-        while routed(self.pod_ip):
+        while routed(self.pod_ip, self.namespace):
             if time.monotonic() >= deadline:
                 log.warning("pod %s/%s: still a ready endpoint after %gs; stopping it anyway",
                             self.namespace, self.name, budget)
