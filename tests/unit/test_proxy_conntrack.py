@@ -97,8 +97,8 @@ class FakeConntrack:
         self.listings += 1
         return list(self.entries)
 
-    def delete(self, e):
-        self.entries.remove(e)
+    def delete(self, dst, dport, reply_src):
+        self.entries = [e for e in self.entries if (e.dst, e.dport, e.reply_src) != (dst, dport, reply_src)]
 
 
 NFT_OK = [sys.executable, "-c", "import sys; sys.stdin.read()"]

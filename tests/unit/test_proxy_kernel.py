@@ -499,3 +499,17 @@ def test_load_balancer_addresses_and_policies_with_real_traffic(make_netns):
     assert request(laptop, lb_ip, 81, timeout=0.5)["errors"][0][0] == "TimeoutError"
     r = request(pods[here], lb_ip, 81, n=5)
     assert r["errors"] == [] and set(served(r)) == {there}
+
+
+def test_conntrack_cli_lists_and_deletes_udp_entries_in_the_namespace(netns):
+    from svcnet.agent.proxy.conntrack import ConntrackCLI
+    netns.run("nft", "add table ip t")  # conntrack runs in a namespace once a hook needs it
+    netns.run("nft", "add chain ip t o { type filter hook output priority 0 ; }")
+    netns.run("nft", "add rule ip t o ct state new counter")
+    send = "import socket\nfor p in (9, 9, 10):\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', p))"
+    netns.run(sys.executable, "-c", send)
+    ct = ConntrackCLI(("ip", "netns", "exec", netns.name, "conntrack"))
+    entries = ct.list_udp()
+    assert sorted(e.dport for e in entries) == [9, 9, 10] and {e.reply_src for e in entries} == {"127.0.0.1"}
+    ct.delete("127.0.0.1", 9, "127.0.0.1")
+    assert [e.dport for e in ct.list_udp()] == [10]

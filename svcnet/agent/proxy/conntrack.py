@@ -136,18 +136,19 @@ class ConntrackCLI:
             raise OSError(f"conntrack -L failed: {proc.stderr.strip()}")
         return parse(proc.stdout)
 
-    def delete(self, entry: Entry) -> None:
-        """Delete one entry by its original tuple; one that expired meanwhile is no error."""
-        subprocess.run([*self.command, "-D", "-p", "udp", "--orig-src", entry.src, "--orig-dst", entry.dst,
-                        "--sport", str(entry.sport), "--dport", str(entry.dport)],
-                       capture_output=True, timeout=self.timeout)
+    def delete(self, dst: str, dport: int, reply_src: str) -> None:
+        """Delete the entries to dst:dport answered by reply_src (one call for all the clients
+        of a stale endpoint; entries that expired meanwhile are no error)."""
+        subprocess.run([*self.command, "-D", "-p", "udp", "--orig-dst", dst, "--orig-port-dst", str(dport),
+                        "--reply-src", reply_src], capture_output=True, timeout=self.timeout)
 
 
 def clear(ct, frontends: dict[Frontend, frozenset[str]], gone: Iterable[Frontend]) -> int:
-    """List the UDP entries, delete the stale ones; returns how many were deleted."""
+    """List the UDP entries, delete the stale ones, grouped by (destination, port, reply
+    source); returns how many entries were stale."""
     doomed = stale(ct.list_udp(), frontends, gone)
-    for entry in doomed:
-        ct.delete(entry)
+    for dst, dport, reply_src in dict.fromkeys((e.dst, e.dport, e.reply_src) for e in doomed):
+        ct.delete(dst, dport, reply_src)
     if doomed:
         log.info("cleared %d stale UDP conntrack entries", len(doomed))
     return len(doomed)
