@@ -28,9 +28,8 @@ paths are built here from the resource table, so a resource added to svcnet.api.
 documented without touching this module. Each document carries the schemas its paths reference
 and everything those reach. Documents are built on first use and cached with their hash.
 
-/openapi/v2 is deliberately not served (404): kubectl uses v2 only when v3 fails, and the one
-command that asks for it regardless (client-side apply of an existing object) tolerates the 404
-and falls back to its compiled-in types.
+/openapi/v2 (svcnet.api.openapi_v2) is derived from these documents: kubectl still validates the
+items of a `kind: List` against v2 on the client, and uses v2 when v3 fails.
 """
 
 from __future__ import annotations
@@ -217,7 +216,7 @@ def _path_params(*names: str) -> list[dict]:
     return [_PARAMS[n] for n in names] + [_PARAMS["pretty"]]
 
 
-def _resource_paths(r: Resource) -> dict[str, dict]:
+def resource_paths(r: Resource) -> dict[str, dict]:
     """The paths of one resource: its collection, its items, its subresources and, when
     namespaced, its list across all namespaces."""
     prefix = "/" + gv_path(r.group, r.version)
@@ -310,7 +309,7 @@ def _build(group: str, version: str) -> dict:
     paths: dict[str, dict] = {}
     for r in RESOURCES:
         if r.group == group and r.version == version:
-            paths.update(_resource_paths(r))
+            paths.update(resource_paths(r))
     names: set[str] = set()
     _referenced(paths, names)
     return {

@@ -191,6 +191,8 @@ class APIServer:
     def _openapi(self, request: web.Request, path: str) -> web.Response:
         from svcnet.api import openapi
 
+        if path == "/openapi/v2":
+            return self._openapi_v2(request)
         if path == "/openapi/v3":
             return json_response(openapi.openapi_v3_index(""))
         if path.startswith("/openapi/v3/"):
@@ -200,6 +202,20 @@ class APIServer:
                            else "no-cache, private"}
                 return web.Response(body=doc, content_type="application/json", headers=headers)
         raise errors.resource_not_found()
+
+    @staticmethod
+    def _openapi_v2(request: web.Request) -> web.Response:
+        from svcnet.api import openapi_v2
+
+        offer = openapi_v2.negotiate(request.headers.get("Accept", ""))
+        if offer is None:
+            raise errors.not_acceptable("only application/json and application/"
+                                        "com.github.proto-openapi.spec.v2.v1.0+protobuf are served")
+        content_type, body = offer
+        headers = {"Etag": openapi_v2.etag(), "Vary": "Accept", "Content-Type": content_type}
+        if openapi_v2.etag() in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body(), headers=headers)
 
     # ---- background tasks ----------------------------------------------------------------
 
