@@ -235,12 +235,18 @@ class Proxier:
 
     def routes_new_connections_to(self, ip: str, namespace: str) -> bool:
         """Whether this node's rules may still send new connections to `ip` (a pod of
-        `namespace`) as a ready endpoint: an EndpointSlice of that namespace the proxier holds
-        lists it as ready, or a change it has seen is not programmed yet. Read-only; the pod
-        runtime waits for False before it stops a pod, so that a terminating pod gets no new
-        connections once it stops listening."""
-        if self.dirty:
-            return True
+        `namespace`) as a ready endpoint: a change not programmed yet is pending for a Service
+        whose programmed rules have `ip` as an endpoint, or an EndpointSlice of the namespace
+        lists it as ready. Read-only; the pod runtime waits for False before it stops a pod,
+        so that a terminating pod gets no new connections once it stops listening. (Changes
+        elsewhere do not count, so churn in other Services does not hold a pod up.)"""
+        prefix = ip + " "
+        for key in self.dirty:
+            piece = self.merged.pieces.get(key) if key[0] == namespace else None
+            if piece is not None and any(
+                    str(v).startswith(prefix) for name, elements in piece.elements.items()
+                    if "endpoints-" in name for v in elements.values()):
+                return True
         return any(ip in (ep.get("addresses") or ())
                    and (ep.get("conditions") or {}).get("ready") is not False
                    for (ns, _), bucket in self.slices_by_service.items() if ns == namespace
