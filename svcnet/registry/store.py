@@ -330,7 +330,9 @@ class Registry:
         if manager:
             obj = _managed_fields(None, obj, manager, res.kind)
             meta = obj["metadata"]
-        if dry_run:
+        if dry_run:  # everything a real create checks, short of writing
+            if await self.backend.get(key_for(res, meta.get("namespace", ""), meta["name"])):
+                raise errors.already_exists(res.plural, res.group, meta["name"])
             return obj
         # Hooks run first: they may fill in allocated values (clusterIP, nodePorts) and add
         # their keys to the same transaction.

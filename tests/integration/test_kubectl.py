@@ -80,6 +80,9 @@ def test_errors_print_as_on_a_real_cluster(kubectl, namespace):
     assert p.returncode == 1
     assert p.stderr.strip() == ('Error from server (AlreadyExists): error when creating "STDIN": '
                                 'services "dup" already exists')
+    p = kubectl("-n", namespace, "create", "--dry-run=server", "-f", "-", input=svc_yaml("dup"),
+                check=False)
+    assert p.returncode == 1 and 'services "dup" already exists' in p.stderr  # dry run checks too
 
     p = kubectl("-n", "no-such-ns", "create", "-f", "-", input=svc_yaml("x"), check=False)
     assert p.returncode == 1
