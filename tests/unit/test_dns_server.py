@@ -302,3 +302,10 @@ def test_udp_responses_are_dropped_while_the_socket_is_full(resolver):
     proto.resume_writing()
     proto.datagram_received(q, ("127.0.0.1", 9))
     assert [(ips(parse_message(d)), a) for d, a in t.sent] == [(["10.96.0.20"], ("127.0.0.1", 9))]
+
+
+def test_an_answer_that_cannot_be_written_is_servfail_and_the_server_goes_on(resolver):
+    resolver.on_service("ADDED", None, {"metadata": {"name": "bad", "namespace": "default"},
+                                        "spec": {"type": "ExternalName", "externalName": "a..b"}})
+    assert ask(resolver, "bad.default.svc.cluster.local", wire.CNAME)[1].rcode == SERVFAIL
+    assert ask(resolver, "web.default.svc.cluster.local")[1].rcode == NOERROR

@@ -114,10 +114,14 @@ class Resolver:
             self.stats["hits"] += 1
             return b"".join((data[:2], v[q.rd], q.question_wire, v[2])), None
         self.stats["misses"] += 1
-        a = answer(self.catalog, q.qname, q.qtype)
-        if a.forward or a.chase:
-            return None, (q, a)
-        r = wire.encode_response(q, a.rcode, a.answers, a.authority, a.additional, limit=limit)
+        try:
+            a = answer(self.catalog, q.qname, q.qtype)
+            if a.forward or a.chase:
+                return None, (q, a)
+            r = wire.encode_response(q, a.rcode, a.answers, a.authority, a.additional, limit=limit)
+        except Exception:  # a record that cannot be written (say, an over-long name): not fatal
+            log.exception("answering %s type %d", q.qname, q.qtype)
+            return wire.encode_response(q, SERVFAIL, aa=False), None
         if not r[2] & 0x02 and len(r) <= (wire.EDNS_SIZE if q.edns is not None else wire.MIN_UDP):
             self._store(key, a.owner, r, len(q.question_wire))
         return r, None
