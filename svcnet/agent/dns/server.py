@@ -50,6 +50,7 @@ class Resolver:
         # key -> (header bytes 2..12 with RD clear, the same with RD set, records after the question)
         self.cache: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self.owners: dict[tuple | None, list[bytes]] = {}
+        self.failed: set[str] = set()  # names whose answer could not be encoded (logged once)
         self.stats = {"hits": 0, "misses": 0, "formerr": 0, "dropped": 0, "forwarded": 0}
 
     # ---- the cache -------------------------------------------------------------------------
@@ -119,8 +120,10 @@ class Resolver:
             if a.forward or a.chase:
                 return None, (q, a)
             r = wire.encode_response(q, a.rcode, a.answers, a.authority, a.additional, limit=limit)
-        except Exception:  # a record that cannot be written (say, an over-long name): not fatal
-            log.exception("answering %s type %d", q.qname, q.qtype)
+        except Exception as e:  # a record that cannot be written (say, an over-long name)
+            if len(self.failed) < 1000 and q.qname.lower() not in self.failed:  # log once per name
+                self.failed.add(q.qname.lower())
+                log.warning("answering %s type %d: %s", q.qname, q.qtype, e)
             return wire.encode_response(q, SERVFAIL, aa=False), None
         if not r[2] & 0x02 and len(r) <= (wire.EDNS_SIZE if q.edns is not None else wire.MIN_UDP):
             self._store(key, a.owner, r, len(q.question_wire))
