@@ -114,6 +114,7 @@ import hashlib
 import ipaddress
 import socket
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from svcnet.agent.proxy.nft import Chain, Elements, Map, Rule, Set, Table, Transaction
 
@@ -272,15 +273,11 @@ class State:
         return tuple((ip, int(port)) for ip, port in targets)
 
 
-@dataclass(frozen=True)
-class _Endpoint:
+class _Endpoint(NamedTuple):
+    target: str  # "ip . port", as the endpoint maps hold it
     ip: str
     port: int
-    local: bool
-
-    @property
-    def target(self) -> str:
-        return f"{self.ip} . {self.port}"
+    local: bool  # on this node (or on no known node)
 
 
 def desired(services: list[dict], slices: list[dict], node: NodeInfo) -> State:
@@ -323,7 +320,7 @@ class _Builder:
         return f"goto {name}"
 
     def indexed(self, container: str, prefix: str, endpoints: list[_Endpoint]) -> None:
-        self.elements[container].update((f"{prefix}{i}", e.target) for i, e in enumerate(endpoints))
+        self.elements[container].update([(f"{prefix}{i}", e.target) for i, e in enumerate(endpoints)])
 
     def service(self, svc: dict, slices) -> None:
         spec = svc.get("spec") or {}
@@ -333,19 +330,21 @@ class _Builder:
         if not vips:
             return
         self.elements["cluster-ips"].update(dict.fromkeys(vips))
-        external_ips = _ipv4s(spec.get("externalIPs") or ())
+        external_ips = _ipv4s(spec["externalIPs"]) if spec.get("externalIPs") else []
         lb_ips = []
         if spec.get("type") == "LoadBalancer":
             ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
             lb_ips = _ipv4s([i.get("ip") for i in ingress if i.get("ipMode", "VIP") == "VIP"])
-        xips = [ip for ip in dict.fromkeys(external_ips + lb_ips) if ip not in vips]
+        xips = [ip for ip in dict.fromkeys(external_ips + lb_ips) if ip not in vips] \
+            if external_ips or lb_ips else []
         with_nodeports = spec.get("type") in NODEPORT_TYPES
         ranges = _source_ranges(spec.get("loadBalancerSourceRanges") or ()) if lb_ips else []
         affinity = spec.get("sessionAffinity") == "ClientIP"
-        timeout = (((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
-                   .get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
-        policy = _Policy(spec.get("internalTrafficPolicy") == "Local",
-                         spec.get("externalTrafficPolicy") == "Local")
+        if affinity:
+            timeout = (((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+                       .get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+        policy = _POLICIES[spec.get("internalTrafficPolicy") == "Local",
+                           spec.get("externalTrafficPolicy") == "Local"]
         meta = svc["metadata"]
         for port in spec.get("ports") or ():
             p = PROTOCOLS.get(port.get("protocol") or "TCP")
@@ -353,7 +352,7 @@ class _Builder:
                 continue
             cluster, local = _endpoints(slices, port.get("name") or "", port.get("protocol") or "TCP",
                                         self.node.name)
-            self.elements["hairpin"].update(dict.fromkeys(f"{e.ip} . {e.ip}" for e in cluster + local if e.local))
+            self.elements["hairpin"].update(dict.fromkeys([f"{e.ip} . {e.ip}" for e in local]))
             sport = port["port"]
             nodeport = port.get("nodePort") if with_nodeports else None
             if ranges:
@@ -482,10 +481,12 @@ NODE_PORT = _External("service-nodeports", "no-endpoint-nodeports", "nodeport-cl
                       "nodeport-endpoints-{p}", "nodeport-local-endpoints-{p}", "np", "nl", "nc")
 
 
-@dataclass(frozen=True)
-class _Policy:
+class _Policy(NamedTuple):
     internal_local: bool  # internalTrafficPolicy: Local
     external_local: bool  # externalTrafficPolicy: Local
+
+
+_POLICIES = {(i, x): _Policy(i, x) for i in (False, True) for x in (False, True)}
 
 
 def _ipv4s(addresses) -> list[str]:
@@ -526,8 +527,8 @@ def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[l
     serving and terminating) and this node's (or no known node's) ones (ready local ones, else
     serving and terminating local ones), as kube-proxy's CategorizeEndpoints. An address
     listed twice counts once, ready first."""
-    ready: dict[tuple[bytes, int], _Endpoint] = {}
-    fallback: dict[tuple[bytes, int], _Endpoint] = {}
+    ready: dict[tuple[bytes, int, str], bool] = {}  # (sort key, port, ip) -> local
+    fallback: dict[tuple[bytes, int, str], bool] = {}
     for s in slices:
         tport = next((sp.get("port") for sp in s.get("ports") or ()
                       if (sp.get("name") or "") == port_name
@@ -546,14 +547,20 @@ def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[l
             else:
                 continue
             ip = addresses[0]
-            bucket.setdefault((socket.inet_aton(ip), tport),
-                              _Endpoint(ip, tport, ep.get("nodeName") in (None, node_name)))
-    for k in ready:
-        fallback.pop(k, None)
-    cluster = [e for _, e in sorted((ready or fallback).items())]
-    local = [e for _, e in sorted(ready.items()) if e.local] or \
-        [e for _, e in sorted(fallback.items()) if e.local]
+            bucket[(socket.inet_aton(ip), tport, ip)] = ep.get("nodeName") in (None, node_name)
+    cluster = _endpoint_list(ready)
+    local = [e for e in cluster if e.local]
+    if not local and fallback:
+        spare = _endpoint_list({k: v for k, v in fallback.items() if k not in ready})
+        cluster = cluster or spare
+        local = [e for e in spare if e.local]
     return cluster, local
+
+
+def _endpoint_list(bucket: dict[tuple[bytes, int, str], bool]) -> list[_Endpoint]:
+    new = tuple.__new__  # a NamedTuple without its keyword-argument constructor: this is hot
+    return [new(_Endpoint, (f"{ip} . {tport}", ip, tport, local))
+            for (_, tport, ip), local in sorted(bucket.items())]
 
 
 def full_transaction(state: State) -> Transaction:
