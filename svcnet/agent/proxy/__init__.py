@@ -2,7 +2,8 @@
 
 ruleset.py renders the desired State and its full/partial transactions (pure); nft.py holds the
 nftables data types; model.py is an in-memory nftables with a packet tracer; apply.py runs
-`nft -f -`.
+`nft -f -`; proxier.py is the control loop; conntrack.py decides which UDP conntrack entries a
+sync made stale and deletes them.
 """
 
 from svcnet.agent.proxy.nft import NftError, Transaction
