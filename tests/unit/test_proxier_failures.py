@@ -42,7 +42,8 @@ def fake_nft(tmp_path, program: str) -> tuple[Proxier, Callable[[], list[Path]]]
     function listing the recorded transactions in order."""
     script = tmp_path / "nft.py"
     script.write_text(program)
-    p = Proxier(client=None, node=NODE, nft=(sys.executable, str(script), str(tmp_path), "--"))
+    p = Proxier(client=None, node=NODE, nft=(sys.executable, str(script), str(tmp_path), "--"),
+                affinity_memory=lambda nft: {})
     p.services.cache["default/a"] = service("a", "10.96.0.10")
     return p, lambda: sorted(tmp_path.glob("tx-*"), key=lambda f: int(f.name[3:]))
 

@@ -105,7 +105,7 @@ NFT_OK = [sys.executable, "-c", "import sys; sys.stdin.read()"]
 
 
 def proxier(ct) -> Proxier:
-    return Proxier(client=None, node=NODE, nft=tuple(NFT_OK), conntrack=ct)
+    return Proxier(client=None, node=NODE, nft=tuple(NFT_OK), conntrack=ct, affinity_memory=lambda nft: {})
 
 
 def change(p: Proxier, svc=None, slices=None):

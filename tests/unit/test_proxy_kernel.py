@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from svcnet.agent.proxy.apply import apply
+from svcnet.agent.proxy.apply import affinity_memory, apply
 from svcnet.agent.proxy.model import Model, trace
 from svcnet.agent.proxy.nft import NftError
 from svcnet.agent.proxy.ruleset import NodeInfo, desired, full_transaction, partial_transaction
@@ -478,6 +478,11 @@ def test_load_balancer_addresses_and_policies_with_real_traffic(make_netns):
     listing = node.run("nft", "list", "table", "ip", "svcnet")
     remembered = [line for line in listing.splitlines() if laptop_ip in line and "expires" in line]
     assert len(remembered) == 1 and "expires 2h59m" in remembered[0], listing  # timeout 10800 s
+    # A full sync replaces the table but writes the memory back: the laptop keeps its pod.
+    memory = affinity_memory(node.nft)
+    assert [list(clients) for clients in memory.values()] == [[laptop_ip]]
+    apply(full_transaction(state, memory), nft=node.nft)
+    assert served(request(laptop, lb_ip, 83, n=10)) == served(r)
     # UDP through the LB address.
     r = request(laptop, lb_ip, 85, n=20, proto="udp")
     assert r["errors"] == [] and served(r) == {here: {gateway}, there: {gateway}}

@@ -481,3 +481,21 @@ def test_every_chain_and_set_of_a_state_is_used_and_every_reference_resolves(nam
         assert targets - {"reject-chain"} <= set(state.chains), name
         assert set(state.chains) <= targets, (name, set(state.chains) - targets)
         assert set(state.sets) == set(re.findall(r"@(aff-\S+)", rules)), name
+
+
+def test_a_full_sync_writes_back_what_the_kernel_remembered_for_affinity():
+    state = desired([service(**AFFINITY)], [endpoints()], NODE)
+    m = Model()
+    m.apply(full_transaction(state))
+    first = trace(m, LAPTOP, LB_IP, "tcp", 80, local_ips=[NODE_IP])
+    m.remember(next(o for o in first.outcomes if o.dnat == "10.244.1.2:8080"))
+    remembered = {name: dict.fromkeys(elems, 42) for name, elems in
+                  ((n, m.elements(n)) for n in state.sets) if elems}
+    remembered["aff-gone-10.244.9.9-80"] = {"192.168.1.77": 50}   # a set the new state lacks
+    tx = full_transaction(state, remembered)
+    assert f"\t{LAPTOP} expires 42s,\n" in tx.text() and "192.168.1.77" not in tx.text()
+    m.apply(tx)
+    assert go(m, LAPTOP, LB_IP) == "dnat 10.244.1.2:8080 masquerade=True"
+    fresh = Model()
+    fresh.apply(full_transaction(state))
+    assert go(fresh, LAPTOP, LB_IP) == f"{ALL} masquerade=True"

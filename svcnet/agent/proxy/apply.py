@@ -1,4 +1,4 @@
-"""The one I/O of the proxy: feed a transaction to `nft -f -`.
+"""The proxy's I/O with nftables: feed a transaction to `nft -f -`; read the affinity memory.
 
 nft applies the whole text as one kernel transaction, so a failure leaves the table as it was.
 The agent runs inside its node's network namespace, so nft runs in the current one; `nft` is the
@@ -8,6 +8,7 @@ table's state is unknown: the caller must treat it like any failure and sync ful
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Sequence
 
@@ -27,3 +28,32 @@ def apply(tx: Transaction | str, nft: Sequence[str] = ("nft",), timeout: float =
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip()
         raise NftError(stderr or f"{' '.join(nft)} -f - exited with status {proc.returncode}")
+
+
+def affinity_memory(nft: Sequence[str] = ("nft",), table: str = "svcnet", timeout: float = 60.0
+                    ) -> dict[str, dict[str, int]]:
+    """What the kernel remembers for session affinity: affinity set name -> {client address:
+    seconds until it expires}, so that a full sync (which replaces the table) can write it back.
+    Cheap when there is none: the sets (with all their elements, ~1 s at 10,000 Services) are
+    read only if an affinity chain exists. Raises NftError when nft fails."""
+    def run(*args: str) -> list[dict]:
+        try:
+            proc = subprocess.run([*nft, "-j", *args], capture_output=True, timeout=timeout)
+        except (FileNotFoundError, subprocess.TimeoutExpired) as e:
+            raise NftError(f"cannot list nftables objects: {e}") from None
+        if proc.returncode != 0:
+            raise NftError(proc.stderr.decode(errors="replace").strip())
+        return json.loads(proc.stdout or b'{"nftables": []}')["nftables"]
+
+    if not any(o.get("chain", {}).get("table") == table and o["chain"]["name"].startswith("aff-")
+               for o in run("list", "chains", "ip")):
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for o in run("list", "sets", "ip"):
+        s = o.get("set") or {}
+        if s.get("table") != table or not s.get("name", "").startswith("aff-"):
+            continue
+        for e in s.get("elem") or ():
+            if isinstance(e, dict) and isinstance(e.get("elem"), dict) and e["elem"].get("expires"):
+                out.setdefault(s["name"], {})[e["elem"]["val"]] = int(e["elem"]["expires"])
+    return out

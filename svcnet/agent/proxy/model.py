@@ -399,6 +399,11 @@ def _add_element(table: _Table, key, fresh, name: str, stmt: str) -> None:
     container, items = _elements(table, name, stmt)
     for item in items:
         k, sep, v = item.partition(" : ")
+        options = re.search(r"( (timeout|expires) \d+s)+$", k)
+        if options:
+            if "timeout" not in container.decl:
+                raise NftError("Could not process rule: Invalid argument")  # a set without timeouts
+            k = k[:options.start()]
         if bool(sep) != (container.kind == "map"):
             raise NftError(f"syntax error in element {item!r}")
         k = _atoms(k, container.key_types, container.interval)

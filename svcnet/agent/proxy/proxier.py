@@ -9,8 +9,9 @@ Theory of operation (kube-proxy's, with incremental state)
   of Services. The difference becomes one partial transaction (element adds/deletes, endpoint
   chains appearing or disappearing).
 - A full sync (the whole table replaced atomically) runs at start, after any failed transaction,
-  and every `full_sync_period`. A failure is logged and counted; the state is then unknown, so
-  the next sync is full.
+  and every `full_sync_period`; the clients the kernel remembers for session affinity are read
+  first and written back. A failure is logged and counted; the state is then unknown, so the
+  next sync is full.
 - After a sync's rules are live, the UDP frontends (addresses, ports, serving endpoints) of the
   Services it touched are compared with the last ones seen; if they changed, stale UDP
   conntrack entries are deleted (conntrack.py), so clients that keep a socket open follow.
@@ -29,8 +30,9 @@ from dataclasses import dataclass, field
 from svcnet.agent import metrics
 from svcnet.agent.proxy import conntrack, ruleset
 from svcnet.agent.proxy.conntrack import ConntrackCLI
+from svcnet.agent.proxy import apply as apply_mod
 from svcnet.agent.proxy.apply import apply
-from svcnet.agent.proxy.nft import Set, Transaction
+from svcnet.agent.proxy.nft import NftError, Set, Transaction
 from svcnet.api.resources import BY_KIND
 from svcnet.client import Client, Informer
 
@@ -163,7 +165,8 @@ class MergedState:
 
 class Proxier:
     def __init__(self, client: Client, node: ruleset.NodeInfo, nft: tuple[str, ...] = ("nft",),
-                 min_sync_period: float = 0.0, full_sync_period: float = 3600.0, conntrack=_DEFAULT):
+                 min_sync_period: float = 0.0, full_sync_period: float = 3600.0, conntrack=_DEFAULT,
+                 affinity_memory=apply_mod.affinity_memory):
         self.client = client
         self.node = node
         self.nft = nft
@@ -182,6 +185,7 @@ class Proxier:
             if conntrack is None:
                 log.warning("`conntrack` is not installed: stale UDP conntrack entries are not cleared")
         self.conntrack = conntrack
+        self.affinity_memory = affinity_memory  # (nft) -> what the kernel remembers, see apply.py
         self.udp_frontends: dict[tuple[str, str], dict] = {}
         self._task: asyncio.Task | None = None
         self.synced = asyncio.Event()
@@ -294,8 +298,13 @@ class Proxier:
                 # them, so lists of references are a consistent snapshot).
                 snap_services = self.services.items()
                 snap_slices = {k: list(b.values()) for k, b in self.slices_by_service.items()}
+                try:
+                    remembered = await asyncio.to_thread(self.affinity_memory, self.nft)
+                except NftError as e:
+                    log.warning("could not read session affinity memory (%s); clients may move", e)
+                    remembered = {}
                 tx: Transaction | None = ruleset.full_transaction(ruleset.desired(
-                    snap_services, [s for b in snap_slices.values() for s in b], self.node))
+                    snap_services, [s for b in snap_slices.values() for s in b], self.node), remembered)
             else:
                 tx = Transaction()
                 for key in dirty:

@@ -102,8 +102,9 @@ the dnat rule, which is right only in a TCP-only chain. With one map per protoco
 can create a chain for a new endpoint count.
 
 Syncs: a full sync is `add table; delete table; add table` followed by the whole definition, in
-one transaction, so the kernel swaps the old table for the new one atomically (affinity
-memory starts afresh then). A partial sync adds/deletes elements (a changed value is delete +
+one transaction, so the kernel swaps the old table for the new one atomically; the affinity
+sets' elements (which only the kernel writes) are read before and written back with their
+remaining time. A partial sync adds/deletes elements (a changed value is delete +
 add), adds/flushes/deletes chains and adds/deletes affinity sets (`Changes` orders them).
 """
 
@@ -563,8 +564,10 @@ def _endpoint_list(bucket: dict[tuple[bytes, int, str], bool]) -> list[_Endpoint
             for (_, tport, ip), local in sorted(bucket.items())]
 
 
-def full_transaction(state: State) -> Transaction:
-    """Replace the whole table atomically with `state`."""
+def full_transaction(state: State, remembered: dict[str, dict[str, int]] | None = None) -> Transaction:
+    """Replace the whole table atomically with `state`. `remembered` (affinity set -> client
+    address -> seconds left, read from the kernel before) is written back into the affinity
+    sets that `state` still has, so a full sync does not make clients forget their endpoint."""
     tx = Transaction()
     tx.add(Table())
     tx.delete(Table())
@@ -583,6 +586,10 @@ def full_transaction(state: State) -> Transaction:
             tx.add(Rule(name, rule))
     for container, elems in state.elements.items():
         tx.add(Elements(container, elems))
+    for name, clients in (remembered or {}).items():
+        if name in state.sets:
+            tx.add(Elements(name, {f"{ip} expires {left}s": None for ip, left in sorted(clients.items())
+                                   if 0 < left <= state.sets[name].timeout}))
     return tx
 
 
