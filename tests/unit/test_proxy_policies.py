@@ -242,12 +242,18 @@ def test_affinity_with_etp_local():
     assert go(m, POD, LB_IP) == "dnat 10.244.1.2:8080 masquerade=False"
 
 
+def pinned(state, endpoint: str) -> Model:
+    """A model of `state` in which the laptop's first connection to the LB went to `endpoint`."""
+    m = Model()
+    m.apply(full_transaction(state))
+    first = trace(m, LAPTOP, LB_IP, "tcp", 80, local_ips=[NODE_IP])
+    m.remember(next(o for o in first.outcomes if o.dnat == endpoint))
+    return m
+
+
 def test_affinity_memory_of_a_removed_endpoint_goes_with_it():
     old = desired([service(**AFFINITY)], [endpoints()], NODE)
-    m = Model()
-    m.apply(full_transaction(old))
-    first = trace(m, LAPTOP, LB_IP, "tcp", 80, local_ips=[NODE_IP])
-    m.remember(next(o for o in first.outcomes if o.dnat == "10.244.0.3:8080"))
+    m = pinned(old, "10.244.0.3:8080")
     new = desired([service(**AFFINITY)], [endpoints(here=("10.244.0.2",))], NODE)
     m.apply(partial_transaction(old, new))
     assert go(m, LAPTOP, LB_IP) == "dnat one of 10.244.0.2:8080, 10.244.1.2:8080 masquerade=True"
@@ -485,10 +491,7 @@ def test_every_chain_and_set_of_a_state_is_used_and_every_reference_resolves(nam
 
 def test_a_full_sync_writes_back_what_the_kernel_remembered_for_affinity():
     state = desired([service(**AFFINITY)], [endpoints()], NODE)
-    m = Model()
-    m.apply(full_transaction(state))
-    first = trace(m, LAPTOP, LB_IP, "tcp", 80, local_ips=[NODE_IP])
-    m.remember(next(o for o in first.outcomes if o.dnat == "10.244.1.2:8080"))
+    m = pinned(state, "10.244.1.2:8080")
     remembered = {name: dict.fromkeys(elems, 42) for name, elems in
                   ((n, m.elements(n)) for n in state.sets) if elems}
     remembered["aff-gone-10.244.9.9-80"] = {"192.168.1.77": 50}   # a set the new state lacks
