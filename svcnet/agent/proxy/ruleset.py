@@ -67,10 +67,12 @@ some contexts: filter = 0, dstnat = -100, srcnat = 100):
                        ip daddr <serviceCIDR> drop  (unallocated service IP)
     reject-chain: reject
 
-The filter chains see the destination before DNAT on input/forward only if nat did not
-rewrite it, so a `no-endpoint-*` entry acts exactly on traffic that no dispatch rule took:
-"goto reject-chain" when the port has no endpoints at all, "drop" when a Local policy finds
-none on this node (pods still reach an eTP Local external address through the short-circuit).
+On input and forward the filter chains see a service destination only if nat did not rewrite
+it, so a `no-endpoint-*` entry acts exactly on traffic that no dispatch rule took: "goto
+reject-chain" when the port has no endpoints at all, "drop" when a Local policy finds none on
+this node (pods still reach an eTP Local external address through the short-circuit). On
+output, filter-output runs before nat-output, so the node's own traffic to such an address is
+dropped too, as with kube-proxy. Stale UDP conntrack entries are conntrack.py's business.
 loadBalancerSourceRanges apply to LB ingress addresses only (not to NodePorts or externalIPs,
 as in Kubernetes); `firewall-allow` is an interval set of (address, proto, port, source
 prefix), so a change of ranges is a few element updates.
