@@ -2,9 +2,9 @@
 replaced, after the Service goes to zero endpoints and back, and after the Service is deleted
 and recreated (stale conntrack entries cleared: kubernetes/kubernetes#139628).
 
-    laptop 192.168.1.10 --- LAN --- node 192.168.1.2 (svcnet server + agent)
+    laptop 192.168.1.10 --- LAN --- node 192.168.1.2 (svcnet server --lb-pool ..., agent)
       client -> 192.168.1.2:30090/udp     client -> ClusterIP:9053/udp
-                                          | pods: agnhost netexec --udp-port=8081
+      client -> 192.168.1.240:9053/udp    | pods: agnhost netexec --udp-port=8081
 
 Each client sends "hostname" every 0.1 s from one connected socket (so one conntrack entry for
 its whole life) and logs every answer or error. Everything runs in namespaces this module
@@ -26,7 +26,7 @@ from tests.e2e.cluster import poll, running_cluster, unique_prefix
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
-NODE_PORT, PORT = 30090, 9053
+NODE_PORT, PORT, LB_IP = 30090, 9053, "192.168.1.240"
 
 POD = """
 apiVersion: v1
@@ -48,7 +48,8 @@ apiVersion: v1
 kind: Service
 metadata: {{name: udp}}
 spec:
-  type: NodePort
+  type: LoadBalancer
+  loadBalancerIP: 192.168.1.240
   selector: {{app: udp}}
   {cluster_ip}
   ports: [{{name: dns, protocol: UDP, port: {port}, targetPort: 8081, nodePort: {node_port}}}]
@@ -116,19 +117,27 @@ def stale_entries(cluster, pod_ip: str) -> list:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with running_cluster(unique_prefix("u"), tmp_path_factory.mktemp("udp") / "node") as c:
+    with running_cluster(unique_prefix("u"), tmp_path_factory.mktemp("udp") / "node",
+                         "--lb-pool", "192.168.1.240-192.168.1.250") as c:
         yield c
+
+
+def ingress(cluster) -> list[str]:
+    return [i.get("ip") for i in (cluster.json("get", "svc", "udp")["status"].get("loadBalancer") or {})
+            .get("ingress") or ()]
 
 
 def test_one_socket_keeps_working_through_pod_replacement_zero_endpoints_and_service_recreation(cluster, tmp_path):
     cluster.kubectl("apply", "-f", "-", input=SERVICE.format(cluster_ip="", port=PORT, node_port=NODE_PORT))
     create_pod(cluster, "udp-a")
     cluster_ip = cluster.json("get", "svc", "udp")["spec"]["clusterIP"]
-    laptop = Client(cluster, "laptop", "192.168.1.2", NODE_PORT, tmp_path / "laptop.log")  # NodePort
-    node = Client(cluster, "node", cluster_ip, PORT, tmp_path / "node.log")                # ClusterIP
+    poll(lambda: ingress(cluster) == [LB_IP], 30, "the LoadBalancer address")
+    clients = (Client(cluster, "laptop", "192.168.1.2", NODE_PORT, tmp_path / "nodeport.log"),
+               Client(cluster, "laptop", LB_IP, PORT, tmp_path / "lb.log"),
+               Client(cluster, "node", cluster_ip, PORT, tmp_path / "clusterip.log"))
     start = time.time()
-    for client in (laptop, node):
-        poll(lambda: client.hears("udp-a", start), 30, "both clients to reach udp-a")
+    for client in clients:
+        poll(lambda: client.hears("udp-a", start), 30, "every client to reach udp-a")
 
     # The pod is replaced: b comes up first (so it cannot inherit a's address), then a goes.
     # Both clients' entries point at a; they must be cleared for the clients to move to b.
@@ -137,8 +146,8 @@ def test_one_socket_keeps_working_through_pod_replacement_zero_endpoints_and_ser
     cluster.kubectl("delete", "pod", "udp-a", "--wait=false")
     poll(lambda: endpoint_ips(cluster) == {cluster.pod_ip("udp-b")}, 30, "a to leave the endpoints")
     moved = time.time()
-    for client in (laptop, node):
-        poll(lambda: client.hears("udp-b", moved), 30, "both clients to move to udp-b")
+    for client in clients:
+        poll(lambda: client.hears("udp-b", moved), 30, "every client to move to udp-b")
     assert stale_entries(cluster, a_ip) == []
 
     # Zero endpoints: the clients' entries to b must go too (kube-proxy 1.32 kept them, and the
@@ -148,23 +157,24 @@ def test_one_socket_keeps_working_through_pod_replacement_zero_endpoints_and_ser
     poll(lambda: endpoint_ips(cluster) == set(), 30, "the Service to have no endpoints")
     poll(lambda: stale_entries(cluster, b_ip) == [], 30, "entries to the last, gone pod to be cleared")
     gone = time.time()
-    for client in (laptop, node):
+    for client in clients:
         poll(lambda: client.silent(gone), 30, "the clients to get no answers")
     create_pod(cluster, "udp-c")
     back = time.time()
-    for client in (laptop, node):
-        poll(lambda: client.hears("udp-c", back), 30, "both clients to reach udp-c")
+    for client in clients:
+        poll(lambda: client.hears("udp-c", back), 30, "every client to reach udp-c")
 
     # The Service is deleted: its traffic stops at once (the entries to c go, although c still
     # runs), and a Service recreated on the same ClusterIP and NodePort serves the sockets again.
     c_ip = cluster.pod_ip("udp-c")
     cluster.kubectl("delete", "svc", "udp")
     deleted = time.time()
-    for client in (laptop, node):
+    for client in clients:
         poll(lambda: client.silent(deleted), 30, "the deleted Service's traffic to stop")
     assert stale_entries(cluster, c_ip) == []
     cluster.kubectl("apply", "-f", "-", input=SERVICE.format(cluster_ip=f"clusterIP: {cluster_ip}",
                                                             port=PORT, node_port=NODE_PORT))
+    poll(lambda: ingress(cluster) == [LB_IP], 30, "the LoadBalancer address again")
     recreated = time.time()
-    for client in (laptop, node):
-        poll(lambda: client.hears("udp-c", recreated), 30, "both clients to reach the recreated Service")
+    for client in clients:
+        poll(lambda: client.hears("udp-c", recreated), 30, "every client to reach the recreated Service")
