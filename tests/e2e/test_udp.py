@@ -140,7 +140,7 @@ def test_one_socket_keeps_working_through_pod_replacement_zero_endpoints_and_ser
         poll(lambda: client.hears("udp-a", start), 30, "every client to reach udp-a")
 
     # The pod is replaced: b comes up first (so it cannot inherit a's address), then a goes.
-    # Both clients' entries point at a; they must be cleared for the clients to move to b.
+    # Every client's entry points at a; they must be cleared for the clients to move to b.
     create_pod(cluster, "udp-b")
     a_ip = cluster.pod_ip("udp-a")
     cluster.kubectl("delete", "pod", "udp-a", "--wait=false")
