@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from svcnet.agent.proxy import conntrack
+from svcnet.agent.proxy import proxier as proxier_mod
 from svcnet.agent.proxy.conntrack import Entry, parse, stale, udp_frontends
 from svcnet.agent.proxy.proxier import Proxier
 from svcnet.agent.proxy.ruleset import NodeInfo
@@ -123,8 +124,9 @@ def test_the_proxier_clears_entries_of_a_replaced_pod_of_zero_endpoints_and_of_a
     asyncio.run(p.sync(full=True))
     change(p, service(), [slice_(OLD)])
     ct.entries = [entry(VIP, 53, OLD), entry(NODE_IP, 30053, OLD, sport=1)]
+    deleted = proxier_mod.STALE_CONNTRACK.value
     change(p, slices=[slice_(NEW)])                     # the pod was replaced
-    assert ct.entries == []
+    assert ct.entries == [] and proxier_mod.STALE_CONNTRACK.value == deleted + 2
     ct.entries = [entry(VIP, 53, NEW)]
     change(p, slices=[])                                 # zero endpoints
     assert ct.entries == []

@@ -48,6 +48,8 @@ PROGRAMMING_LATENCY = metrics.Histogram(
     "In Cluster Network Programming Latency in seconds",
     metrics.LATENCY_BUCKETS)
 SYNC_FAILURES = metrics.Counter("svcnet_proxy_sync_failures_total", "nft transactions that failed")
+STALE_CONNTRACK = metrics.Counter("svcnet_proxy_stale_udp_conntrack_entries_total",
+                                  "UDP conntrack entries deleted because a sync made them stale")
 _DEFAULT = object()
 FULL_SYNCS = metrics.Counter("svcnet_proxy_full_syncs_total", "full syncs of the nftables table")
 
@@ -356,6 +358,6 @@ class Proxier:
         if not current and not gone:
             return
         try:
-            await asyncio.to_thread(conntrack.clear, self.conntrack, current, gone)
+            STALE_CONNTRACK.inc(await asyncio.to_thread(conntrack.clear, self.conntrack, current, gone))
         except Exception as e:  # the rules are right; a failed cleanup only delays recovery
             log.error("clearing stale UDP conntrack entries failed: %s", e)
