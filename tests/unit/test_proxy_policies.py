@@ -432,18 +432,11 @@ table ip svcnet {
 			tcp . 30081 : goto aff-dkgrzcbg-external,
 		}
 	}
-	chain aff-dkgrzcbg-10.244.0.2-8080 {
-		update @aff-dkgrzcbg-10.244.0.2-8080 { ip saddr }
-		meta l4proto tcp dnat ip to 10.244.0.2:8080
-	}
-	chain aff-dkgrzcbg-10.244.1.3-8080 {
-		update @aff-dkgrzcbg-10.244.1.3-8080 { ip saddr }
-		meta l4proto tcp dnat ip to 10.244.1.3:8080
-	}
 	chain aff-dkgrzcbg-cluster {
-		ip saddr @aff-dkgrzcbg-10.244.0.2-8080 goto aff-dkgrzcbg-10.244.0.2-8080
-		ip saddr @aff-dkgrzcbg-10.244.1.3-8080 goto aff-dkgrzcbg-10.244.1.3-8080
-		numgen random mod 2 vmap { 0 : goto aff-dkgrzcbg-10.244.0.2-8080, 1 : goto aff-dkgrzcbg-10.244.1.3-8080 }
+		ip saddr @aff-dkgrzcbg-10.244.0.2-8080 update @aff-dkgrzcbg-10.244.0.2-8080 { ip saddr } meta l4proto tcp dnat ip to 10.244.0.2:8080
+		ip saddr @aff-dkgrzcbg-10.244.1.3-8080 update @aff-dkgrzcbg-10.244.1.3-8080 { ip saddr } meta l4proto tcp dnat ip to 10.244.1.3:8080
+		numgen random mod 2 == 0 update @aff-dkgrzcbg-10.244.0.2-8080 { ip saddr } meta l4proto tcp dnat ip to 10.244.0.2:8080
+		update @aff-dkgrzcbg-10.244.1.3-8080 { ip saddr } meta l4proto tcp dnat ip to 10.244.1.3:8080
 	}
 	chain aff-dkgrzcbg-external {
 		meta mark set meta mark or 0x4000 goto aff-dkgrzcbg-cluster
@@ -502,3 +495,22 @@ def test_a_full_sync_writes_back_what_the_kernel_remembered_for_affinity():
     fresh = Model()
     fresh.apply(full_transaction(state))
     assert go(fresh, LAPTOP, LB_IP) == f"{ALL} masquerade=True"
+
+
+def test_affinity_picks_a_new_clients_endpoint_uniformly():
+    """Rule k of the random pick matches with probability 1/(N-k) when reached: 1/N each."""
+    from fractions import Fraction
+    import re
+    state = desired([service(**AFFINITY)], [endpoints(here=("10.244.0.2", "10.244.0.3", "10.244.0.4"),
+                                                      there=("10.244.1.2",))], NODE)
+    [chain] = [rules for name, rules in state.chains.items() if name.endswith("-cluster")]
+    picks = [r for r in chain if not r.startswith("ip saddr @")]
+    reach, chances = Fraction(1), []
+    for rule in picks:
+        m = re.match(r"numgen random mod (\d+) == 0 ", rule)
+        p = Fraction(1, int(m[1])) if m else Fraction(1)
+        chances.append(reach * p)
+        reach *= 1 - p
+    assert chances == [Fraction(1, 4)] * 4 and reach == 0
+    assert [r.rsplit(" ", 1)[1] for r in picks] == ["10.244.0.2:8080", "10.244.0.3:8080", "10.244.0.4:8080",
+                                                    "10.244.1.2:8080"]

@@ -7,8 +7,8 @@ Everything lives in one table, `ip svcnet` (IPv4 single stack). On the common pa
 has a constant number of chains: a service or an endpoint is never a chain, it is map and set
 elements, so the first packet of a connection costs a few hash lookups however many Services
 exist, and a change to one Service is a handful of element updates. Only Services with
-sessionAffinity ClientIP get chains and sets of their own (as in kube-proxy): the per-client
-memory has to live in per-endpoint dynamic sets.
+sessionAffinity ClientIP get chains (two or three per port) and sets (one per endpoint) of
+their own, as in kube-proxy: the per-client memory lives in per-endpoint dynamic sets.
 
 Dispatch addresses of a service port, and the traffic policy that applies:
 - ClusterIPs: internal traffic; internalTrafficPolicy Local uses this node's endpoints only.
@@ -43,10 +43,11 @@ some contexts: filter = 0, dstnat = -100, srcnat = 100):
                @nodeport-local-endpoints-<p>)
     (an xl/nl chain for N = 0 has no dnat rule: the packet leaves unDNATed and the filter
     chains drop it)
-    aff-<id>-cluster / -local / -external, aff-<id>-<ip>-<port>: a Service port with affinity:
-        ip saddr @aff-<id>-<ip>-<port> goto aff-<id>-<ip>-<port>   (per endpoint, remembered)
-        numgen random mod N vmap { 0 : goto aff-<id>-<ip>-<port>, ... }
-        aff-<id>-<ip>-<port>: update @aff-<id>-<ip>-<port> { ip saddr }; dnat to <ip>:<port>
+    aff-<id>-cluster / -local / -external: a Service port with affinity; per endpoint E a
+    dynamic set aff-<id>-<ip>-<port> of clients (timeout = timeoutSeconds):
+        ip saddr @aff-<id>-E  update @aff-<id>-E { ip saddr }  dnat to E   (remembered, each E)
+        numgen random mod N-k == 0  update @aff-<id>-E_k ...  dnat to E_k  (k = 0..N-2: uniform)
+        update @aff-<id>-E_N-1 { ip saddr }  dnat to E_N-1
         -external: eTP Cluster: mark, goto -cluster; Local: the pod/node short-circuit to
                    -cluster, else goto -local
     nat-postrouting (postrouting, 100) -> masquerading:
@@ -83,7 +84,7 @@ Invariants
   node's cluster and service CIDRs. Everything else is `State.elements`, the endpoint chains
   and affinity chains `State.chains`, and the affinity sets `State.sets`. Shared endpoint
   chains' rules are a function of their name; affinity chains and sets are named by a hash of
-  (namespace, name, protocol, port, timeout) and the endpoint.
+  (namespace, name, protocol, port, timeout) (and, for sets, the endpoint).
 - A dispatch address with endpoints has its N endpoints at indices 0..N-1 of its endpoint map,
   in sorted (ip, port) order, and its dispatch element points at the chain for count N, which
   draws `numgen random mod N`: each endpoint equally likely. Indices are ranks, so State is a
@@ -425,26 +426,26 @@ class _Builder:
     def affinity(self, name: str, p: str, timeout: int, cluster, local, policy,
                  external: bool) -> tuple[str, str]:
         """sessionAffinity ClientIP, kube-proxy's way: per endpoint a set of recent clients
-        (timeout `timeoutSeconds`) that its chain refreshes on every new connection; the
-        Service's policy chain sends a remembered client to its endpoint before the random
-        pick. Returns the (internal, external) dispatch verdicts."""
+        (timeout `timeoutSeconds`) that every new connection to it refreshes; the Service's
+        policy chain sends a remembered client to its endpoint, others to a random one (rule k
+        of N matches with probability 1/(N-k): uniform, without a chain per endpoint, since
+        every chain in the table costs each later nft transaction). Returns the (internal,
+        external) dispatch verdicts."""
         chains = self.chains
-
-        def endpoint_chain(ep: _Endpoint) -> str:
-            chain = f"{name}-{ep.ip}-{ep.port}"
-            if chain not in chains:
-                self.sets[chain] = Set(chain, typeof="ip saddr", flags="dynamic,timeout", timeout=timeout)
-                chains[chain] = (f"update @{chain} {{ ip saddr }}",
-                                 f"meta l4proto {p} dnat ip to {ep.ip}:{ep.port}")
-            return chain
 
         def policy_chain(suffix: str, endpoints: list[_Endpoint]) -> str | None:
             if not endpoints:
                 return None
-            targets = [endpoint_chain(ep) for ep in endpoints]
-            pick = ", ".join(f"{i} : goto {t}" for i, t in enumerate(targets))
-            chains[f"{name}-{suffix}"] = tuple(f"ip saddr @{t} goto {t}" for t in targets) + (
-                f"numgen random mod {len(targets)} vmap {{ {pick} }}",)
+            picks = []
+            for ep in endpoints:
+                memory = f"{name}-{ep.ip}-{ep.port}"
+                self.sets[memory] = Set(memory, typeof="ip saddr", flags="dynamic,timeout", timeout=timeout)
+                picks.append((memory, f"update @{memory} {{ ip saddr }} meta l4proto {p} dnat ip to {ep.ip}:{ep.port}"))
+            n = len(picks)
+            chains[f"{name}-{suffix}"] = (
+                tuple(f"ip saddr @{memory} {pick}" for memory, pick in picks)
+                + tuple(f"numgen random mod {n - k} == 0 {pick}" for k, (_, pick) in enumerate(picks[:-1]))
+                + (picks[-1][1],))
             return f"{name}-{suffix}"
 
         cluster_chain = policy_chain("cluster", cluster)
