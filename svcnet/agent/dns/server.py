@@ -10,14 +10,16 @@ Theory of operation
   under their own key (the response carries OPT), and used only when they fit the client's size.
 - Invalidation: every Service/EndpointSlice event updates the `Catalog` and drops the cached
   answers of the owner it names (that Service's names) and the ANYTHING owner (PTR, cross-
-  Service answers); a Namespace change drops everything. The cache holds at most
+  Service answers), then prepares that Service's A and AAAA answers again, so lookups after
+  a change are hits too; a Namespace change drops everything. The cache holds at most
   `max_entries` answers and is emptied when full, so random names cannot grow it without bound.
 - Bad input: shorter than a header or a response -> dropped; any other malformed query ->
   FORMERR; opcode other than QUERY -> NOTIMP; class other than IN, zone transfers, names
   outside the cluster with no upstream -> REFUSED. The server keeps serving whatever arrives.
 - Outside names go to the `Forwarder` (bounded pending table); an ExternalName whose target is
   outside the cluster gets its CNAME followed by the target's records from upstream.
-- UDP responses the kernel cannot take are dropped, never queued without bound.
+- UDP: plain cache hits are answered in batches on a thread (udp.py: recvmmsg/sendmmsg);
+  the rest reaches the event loop. Responses the kernel cannot take are dropped, never queued.
 - TCP: 2-byte length framing, pipelined queries answered in order, at most `max_tcp` open
   connections (more are closed at once), idle ones closed after `tcp_idle` seconds.
 - The watches: Informers (list + watch, re-list on 410) on the API; the server answers only
@@ -28,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 
+from svcnet.agent.dns import udp as udp_batch
 from svcnet.agent.dns import wire
 from svcnet.agent.dns.answer import ANYTHING, Catalog, answer, service_info, slice_info
 from svcnet.agent.dns.forward import Forwarder
@@ -38,7 +42,8 @@ from svcnet.agent.dns.wire import (ANY, AXFR, CNAME, IN, IXFR, NOERROR, NOTIMP, 
 
 log = logging.getLogger("svcnet.dns")
 
-EDNS_TAG = b"\x00E"  # appended to the cache key of a query that carried EDNS
+EDNS_TAG = b"\x00E"
+WARM_TYPES = (wire.A, wire.AAAA)  # appended to the cache key of a query that carried EDNS
 
 
 class Resolver:
@@ -186,6 +191,19 @@ class Resolver:
         self.invalidate(*owners, ANYTHING)
         if self.catalog.namespaces is None:
             self.invalidate(("namespaces",))
+        for owner in owners:
+            self._warm(owner)
+
+    def _warm(self, owner) -> None:
+        """Prepare the answers a resolver asks first (A and AAAA of the Service's name, plain
+        queries as glibc sends them), so the first lookup after a change is a cache hit."""
+        if not (isinstance(owner, tuple) and len(owner) == 3 and owner[0] == "svc"):
+            return
+        if (owner[1], owner[2]) not in self.catalog.services:
+            return
+        name = self.catalog.service_name(owner[1], owner[2])
+        for qtype in WARM_TYPES:
+            self.prepare(wire.encode_query(name, qtype, 0), False)
 
 
 # ---- sockets -------------------------------------------------------------------------------
@@ -215,13 +233,21 @@ class UDPServer(asyncio.DatagramProtocol):
             return
         r = self.resolver.fast(data)
         if r is None:
-            r, pending = self.resolver.prepare(data, False)
-            if pending is not None:
-                asyncio.ensure_future(self._later(data, addr))
-                return
-            if r is None:
-                return
+            self.answer_slowly(data, addr)
+            return
         self.transport.sendto(r, addr)
+
+    def answer_slowly(self, data: bytes, addr) -> None:
+        """Everything but a plain cache hit: parse, answer (or forward), maybe cache."""
+        r, pending = self.resolver.prepare(data, False)
+        if pending is not None:
+            asyncio.ensure_future(self._later(data, addr))
+        elif r is not None:
+            self.send(r, addr)
+
+    def send(self, r: bytes, addr) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(r, addr)
 
     async def _later(self, data: bytes, addr) -> None:
         try:
@@ -229,8 +255,8 @@ class UDPServer(asyncio.DatagramProtocol):
         except Exception:
             log.exception("answering a forwarded query")
             return
-        if r is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(r, addr)
+        if r is not None:
+            self.send(r, addr)
 
     def error_received(self, exc) -> None:
         log.debug("udp: %s", exc)
@@ -265,12 +291,34 @@ class TCPServer:
             writer.close()
 
 
+class BatchSlowPath(UDPServer):
+    """The event-loop half of `udp.BatchUDP`: the queries its thread could not answer from the
+    cache, answered here and sent on the same socket (without blocking: a full socket drops)."""
+
+    def __init__(self, resolver: Resolver, sock: socket.socket):
+        super().__init__(resolver)
+        self.sock = sock
+
+    def send(self, r: bytes, addr) -> None:
+        try:
+            self.sock.sendto(r, socket.MSG_DONTWAIT, addr)
+        except OSError:
+            self.resolver.stats["dropped"] += 1
+
+
 async def serve(resolver: Resolver, host: str, port: int, max_tcp: int = 256,
-                reuse_port: bool = False) -> tuple[asyncio.DatagramTransport, asyncio.AbstractServer]:
-    """Listen on host:port, UDP and TCP."""
+                reuse_port: bool = False, batch: bool = True):
+    """Listen on host:port, UDP and TCP. UDP goes through recvmmsg/sendmmsg batches on a thread
+    (`udp.BatchUDP`) where the platform has them and `batch`, else an asyncio endpoint.
+    Returns (udp, tcp): both have close()."""
     loop = asyncio.get_running_loop()
-    udp, _ = await loop.create_datagram_endpoint(lambda: UDPServer(resolver), local_addr=(host, port),
-                                                 reuse_port=reuse_port or None)
+    if batch and udp_batch.available():
+        udp = udp_batch.BatchUDP(resolver.fast, host, port, reuse_port)
+        udp.start(BatchSlowPath(resolver, udp.sock).answer_slowly)
+    else:
+        udp, _ = await loop.create_datagram_endpoint(lambda: UDPServer(resolver),
+                                                     local_addr=(host, port),
+                                                     reuse_port=reuse_port or None)
     tcp = TCPServer(resolver, max_tcp)
     server = await asyncio.start_server(tcp.handle, host, port, reuse_address=True,
                                         reuse_port=reuse_port or None, backlog=256)
