@@ -121,9 +121,9 @@ class BatchUDP:
         fd = self.sock.fileno()
         recvmmsg, sendmmsg = _libc.recvmmsg, _libc.sendmmsg
         fast, names_base = self.fast, addr(names)
+        for i in range(n_):
+            rmsg_i[16 * i + 2] = NAME_BUF
         while not self.stopping:
-            for i in range(n_):
-                rmsg_i[16 * i + 2] = NAME_BUF
             n = recvmmsg(fd, rmsg, n_, MSG_WAITFORONE, None)
             if n <= 0:
                 continue
@@ -133,8 +133,10 @@ class BatchUDP:
                 off = i * QUERY_BUF
                 query = raw[off:off + rmsg_i[16 * i + 14]]
                 answer = fast(query) if not rmsg_i[16 * i + 12] & MSG_TRUNC else b""
+                namelen = rmsg_i[16 * i + 2]
+                rmsg_i[16 * i + 2] = NAME_BUF  # the kernel wrote the address's length there
                 if answer is None or len(answer) > ANSWER_BUF:
-                    who = decode_sockaddr(names.raw[i * NAME_BUF:i * NAME_BUF + rmsg_i[16 * i + 2]])
+                    who = decode_sockaddr(names.raw[i * NAME_BUF:i * NAME_BUF + namelen])
                     self.loop.call_soon_threadsafe(self.slow, query, who)
                     continue
                 if not answer:
@@ -143,7 +145,7 @@ class BatchUDP:
                 sview[o:o + len(answer)] = answer
                 siov_q[2 * k + 1] = len(answer)
                 smsg_q[8 * k] = names_base + i * NAME_BUF
-                smsg_i[16 * k + 2] = rmsg_i[16 * i + 2]
+                smsg_i[16 * k + 2] = namelen
                 k += 1
             if k:
                 sendmmsg(fd, smsg, k, 0)
