@@ -4,6 +4,7 @@ bounded pending table, and the UDP/TCP listeners on loopback (127.0.0.1, ephemer
 import asyncio
 import socket
 import struct
+import time
 
 import pytest
 
@@ -337,3 +338,27 @@ def test_an_answer_that_cannot_be_written_is_servfail_and_the_server_goes_on(res
                                         "spec": {"type": "ExternalName", "externalName": "a..b"}})
     assert ask(resolver, "bad.default.svc.cluster.local", wire.CNAME)[1].rcode == SERVFAIL
     assert ask(resolver, "web.default.svc.cluster.local")[1].rcode == NOERROR
+
+
+def test_queries_for_the_event_loop_are_bounded_while_it_is_busy():
+    from svcnet.agent.dns import udp as batch
+
+    if not batch.available():
+        pytest.skip("no recvmmsg")
+
+    async def main():
+        r = Resolver(Catalog())
+        port = free_port()
+        u, tcp = await serve(r, "127.0.0.1", port)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(3 * batch.MAX_BACKLOG):  # misses; the loop is blocked meanwhile
+                s.sendto(encode_query(f"n{i}.default.svc.cluster.local", A, i), ("127.0.0.1", port))
+            deadline = time.monotonic() + 10
+            while u.handed + u.dropped < 3 * batch.MAX_BACKLOG and time.monotonic() < deadline:
+                time.sleep(0.01)  # blocking: the loop takes nothing
+            assert u.handed - u.taken == batch.MAX_BACKLOG and u.dropped > 0
+            await asyncio.sleep(0.5)  # the loop drains what it was handed
+            assert u.taken == u.handed
+        u.close()
+        tcp.close()
+    asyncio.run(main())

@@ -11,7 +11,9 @@ Theory of operation
   endpoint (user + system time, dnsperf -c 4 -q 200).
 - Everything else (a cache miss, EDNS, forwarding, a malformed query) is handed to the event
   loop (`call_soon_threadsafe`) with the client's address, answered there as the asyncio
-  endpoint would, and sent with a non-blocking sendto on the same socket.
+  endpoint would, and sent with a non-blocking sendto on the same socket. At most MAX_BACKLOG
+  such queries wait for the loop; beyond that they are dropped (a flood of names that miss the
+  cache cannot queue memory without bound).
 - The buffers (messages, iovecs, addresses, data) are allocated once; their fields are read and
   written through memoryviews of the raw structs (struct mmsghdr is 64 bytes on 64-bit Linux:
   msghdr name@0 namelen@8 iov@16 iovlen@24 control@32 controllen@40 flags@48, msg_len@56).
@@ -43,6 +45,7 @@ NAME_BUF = 128     # sockaddr_storage
 MMSGHDR = 64
 MSG_WAITFORONE = 0x10000
 MSG_TRUNC = 0x20
+MAX_BACKLOG = 1024  # queries handed to the event loop and not yet taken; more are dropped
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -76,13 +79,20 @@ class BatchUDP:
         self.sock.bind((host, port))
         self.loop = asyncio.get_running_loop()
         self.stopping = False
+        # The backlog of the event loop, as two counters each written by one thread only.
+        self.handed, self.taken, self.dropped = 0, 0, 0
         self.thread = threading.Thread(target=self._run, name=f"dns-udp-{host}:{port}", daemon=True)
 
     def start(self, slow) -> None:
         """Start answering; `slow(query, addr)` is called on the event loop for every query
-        `fast` does not answer."""
+        `fast` does not answer (at most MAX_BACKLOG waiting: a flood of them is dropped, so
+        the queue between the thread and the loop stays bounded)."""
         self.slow = slow
         self.thread.start()
+
+    def _take(self, query: bytes, addr) -> None:
+        self.taken += 1
+        self.slow(query, addr)
 
     def get_extra_info(self, name: str):
         return self.sock.getsockname() if name == "sockname" else None
@@ -136,8 +146,12 @@ class BatchUDP:
                 namelen = rmsg_i[16 * i + 2]
                 rmsg_i[16 * i + 2] = NAME_BUF  # the kernel wrote the address's length there
                 if answer is None or len(answer) > ANSWER_BUF:
+                    if self.handed - self.taken >= MAX_BACKLOG:
+                        self.dropped += 1
+                        continue
                     who = decode_sockaddr(names.raw[i * NAME_BUF:i * NAME_BUF + namelen])
-                    self.loop.call_soon_threadsafe(self.slow, query, who)
+                    self.handed += 1
+                    self.loop.call_soon_threadsafe(self._take, query, who)
                     continue
                 if not answer:
                     continue
