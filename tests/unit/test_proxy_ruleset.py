@@ -613,3 +613,20 @@ def test_transaction_text_batches_elements_per_container():
     tx.add(Elements("hairpin", {}))
     assert tx.text() == ("add element ip svcnet cluster-ips {\n\t10.96.0.1,\n\t10.96.0.2,\n}\n"
                          "delete element ip svcnet service-ips {\n\t10.96.0.1 . tcp . 443,\n}\n")
+
+
+def test_model_anonymous_verdict_maps_trace_and_hold_their_chains():
+    tx = Transaction()
+    tx.add(Table())
+    tx.add(Chain("in", "filter", "input", 0))
+    tx.add(Chain("a"))
+    tx.add(Chain("b"))
+    tx.add(Rule("a", "accept"))
+    tx.add(Rule("b", "drop"))
+    tx.add(Rule("in", "tcp dport vmap { 22 : goto a, 23 : goto b }"))
+    model = Model()
+    model.apply(tx)
+    assert str(trace(model, LAPTOP, NODE_IP, "tcp", 23, local_ips=[NODE_IP])) == "drop"
+    assert str(trace(model, LAPTOP, NODE_IP, "tcp", 22, local_ips=[NODE_IP])) == "accept unchanged"
+    with pytest.raises(NftError, match="Device or resource busy"):
+        model.apply("delete chain ip svcnet b\n")

@@ -274,7 +274,9 @@ def _delete_chain(table: _Table, key, fresh, name: str, stmt: str) -> None:
         raise NftError(ENOENT)
     target = ("jump", name), ("goto", name)
     for cname, chain in table.chains.items():
-        if cname != name and any(s[0] == "verdict" and s[1:] in target for r in chain.rules for s in r.steps):
+        if cname != name and any(s[0] == "verdict" and s[1:] in target or
+                                 s[0] == "anonvmap" and {f"jump {name}", f"goto {name}"} & set(s[2].values())
+                                 for r in chain.rules for s in r.steps):
             raise NftError(f"Could not process rule: {EBUSY}")
     for c in table.containers.values():
         if c.value_types == ("verdict",) and any(v in (f"jump {name}", f"goto {name}") for v in c.elements.values()):
