@@ -5,7 +5,8 @@ Theory of operation
   adopts pods still running from a previous agent), the service proxy (a full nftables sync)
   and the pod informer.
 - Pods: every pod bound to this node is reconciled by `_sync(key)` (one at a time per pod, on a
-  work queue): a pod being deleted is stopped (SIGTERM, its grace period, SIGKILL) and then
+  work queue): a pod being deleted is stopped in a task of its own (once this node's proxy no
+  longer sends it new connections: preStop, SIGTERM, its grace period, SIGKILL) and then
   removed from the API with grace 0; any other pod is handed to the runtime, which keeps its
   sandbox and containers as the spec says. Pods with no node are bound to this node when the
   agent schedules (`schedule=True`, the single-node default). After the first list, pods the
@@ -104,6 +105,7 @@ class Agent:
         self.queued: set[tuple[str, str]] = set()
         self.uid_keys: dict[str, tuple[str, str]] = {}
         self.tasks: list[asyncio.Task] = []
+        self.terminating: dict[str, asyncio.Task] = {}  # pod UID -> its termination
 
     async def start(self) -> None:
         from svcnet.agent.runtime import PodRuntime
@@ -159,9 +161,9 @@ class Agent:
 
     async def stop(self) -> None:
         """Stop managing; pods and rules stay in place for the next agent."""
-        for t in self.tasks:
+        for t in self.tasks + list(self.terminating.values()):
             t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, *self.terminating.values(), return_exceptions=True)
         await self.pods.stop()
         await self.config_maps.stop()
         if self.node_dns is not None:
@@ -247,11 +249,27 @@ class Agent:
             return
         self.uid_keys[uid] = key
         if pod["metadata"].get("deletionTimestamp"):
-            grace = pod["metadata"].get("deletionGracePeriodSeconds")
-            if grace is None:
-                grace = spec.get("terminationGracePeriodSeconds", 30)
+            # Its own task (a grace period can be long): terminating pods never hold up the
+            # work queue that starts and updates the others.
+            if uid not in self.terminating:
+                self.terminating[uid] = asyncio.create_task(self._terminate(pod, key))
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed") and uid not in self.runtime.running_uids():
+            return
+        await self.runtime.sync_pod(pod, pod_service_env(pod, self.proxier.services.items()))
+        await self._write_status(pod)
+
+    async def _terminate(self, pod: dict, key: tuple[str, str]) -> None:
+        """Stop a pod being deleted (the runtime: no new connections, preStop, SIGTERM, grace,
+        SIGKILL), write its final status, then remove it from the API with grace 0."""
+        uid = pod["metadata"]["uid"]
+        grace = pod["metadata"].get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        try:
             await self.runtime.kill_pod(uid, int(grace))
-            await self._write_status(pod)
+            await self._write_status(self.pods.get(*key) or pod)
             try:
                 await self.client.delete(POD, key[0], key[1], {"gracePeriodSeconds": 0,
                                                                "preconditions": {"uid": uid}})
@@ -259,12 +277,14 @@ class Agent:
                 if e.code not in (404, 409):
                     raise
             self.uid_keys.pop(uid, None)
-            return
-        phase = (pod.get("status") or {}).get("phase")
-        if phase in ("Succeeded", "Failed") and uid not in self.runtime.running_uids():
-            return
-        await self.runtime.sync_pod(pod, pod_service_env(pod, self.proxier.services.items()))
-        await self._write_status(pod)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pod %s/%s: termination failed; retrying", *key)
+            await asyncio.sleep(1)
+            self._enqueue(key)
+        finally:
+            self.terminating.pop(uid, None)
 
     async def _event(self, pod: dict, container: str, reason: str, message: str) -> None:
         try:

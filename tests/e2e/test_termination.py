@@ -79,14 +79,14 @@ HELD = textwrap.dedent('''
 ''')
 
 
-def netexec_pod(name: str, app: str, **extra) -> dict:
+def netexec_pod(name: str, app: str, grace: int = 10, **extra) -> dict:
     container = {"name": "netexec", "image": AGNHOST, "args": ["netexec", "--http-port=8080"],
                  "ports": [{"name": "http", "containerPort": 8080}],
                  "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
                                     "periodSeconds": 1}}
     container.update(extra)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": app}},
-            "spec": {"containers": [container], "terminationGracePeriodSeconds": 10}}
+            "spec": {"containers": [container], "terminationGracePeriodSeconds": grace}}
 
 
 def node_port_service(name: str, node_port: int) -> dict:
@@ -104,6 +104,12 @@ def ready_endpoints(cluster, service: str) -> set[str]:
                           f"kubernetes.io/service-name={service}")["items"]
     return {ep["targetRef"]["name"] for s in slices for ep in s.get("endpoints") or []
             if ep["conditions"].get("ready")}
+
+
+def ready(cluster, name: str) -> bool:
+    return cluster.kubectl("get", "pod", name, "-o",
+                           "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                           check=False) == "True"
 
 
 def gone(cluster, name: str) -> bool:
@@ -194,3 +200,20 @@ def test_a_terminating_pod_gets_no_new_connections_but_serves_the_ones_it_has(cl
     assert out["long"][1] == 200 and out["long"][0] > deleted
     assert json.loads(out["long"][2])["output"].strip() in ("drain-1", "drain-2")
     poll(lambda: gone(cluster, "drain-1"), 30, "drain-1 gone after its grace period")
+
+
+def test_pods_in_long_terminations_do_not_hold_up_other_pods(cluster):
+    # (the agent used to stop pods on its four pod workers: four such pods held up the rest)
+    holding = {"lifecycle": {"preStop": {"sleep": {"seconds": 12}}}}
+    names = [f"hold-{i}" for i in range(6)]
+    apply(cluster, *(netexec_pod(n, "hold", grace=30, **holding) for n in names))
+    poll(lambda: all(ready(cluster, n) for n in names), 90, "the pods to be Ready")
+    cluster.kubectl("delete", "pod", *names, "--wait=false")
+    t0 = time.monotonic()
+    apply(cluster, netexec_pod("fresh", "hold"))
+    poll(lambda: ready(cluster, "fresh"), 10, "a new pod Ready while six others terminate")
+    assert time.monotonic() - t0 < 10
+    # ... and all six are still in their preStop hooks
+    left = cluster.json("get", "pods", "-l", "app=hold")["items"]
+    assert sorted(p["metadata"]["name"] for p in left if p["metadata"].get("deletionTimestamp")) \
+        == names
