@@ -446,8 +446,10 @@ def test_load_balancer_addresses_and_policies_with_real_traffic(make_netns):
         lb_service("sticky", "10.96.0.43", lb_ip, 83, sessionAffinity="ClientIP"),
         lb_service("servicelb", "10.96.0.44", NODE_IP, 84),
         lb_service("udp", "10.96.0.45", lb_ip, 85),
+        lb_service("brief", "10.96.0.46", lb_ip, 86, sessionAffinity="ClientIP",
+                   sessionAffinityConfig={"clientIP": {"timeoutSeconds": 3}}),
     ]
-    services[-1]["spec"]["ports"][0]["protocol"] = "UDP"
+    services[5]["spec"]["ports"][0]["protocol"] = "UDP"
     for ip, pod in pods.items():
         pod.spawn(sys.executable, "-c", SERVER, ip, "8080", "udp")
     slices_ = []
@@ -483,6 +485,14 @@ def test_load_balancer_addresses_and_policies_with_real_traffic(make_netns):
     assert [list(clients) for clients in memory.values()] == [[laptop_ip]]
     apply(full_transaction(state, memory), nft=node.nft)
     assert served(request(laptop, lb_ip, 83, n=10)) == served(r)
+    # timeoutSeconds: the kernel forgets the client when it runs out.
+    assert request(laptop, lb_ip, 86)["errors"] == []
+    brief = [n for n, clients in affinity_memory(node.nft).items() if n not in memory]
+    assert len(brief) == 1 and laptop_ip in affinity_memory(node.nft)[brief[0]]
+    deadline = time.monotonic() + 15
+    while brief[0] in affinity_memory(node.nft):
+        assert time.monotonic() < deadline, "the 3 s affinity did not expire"
+        time.sleep(0.2)
     # UDP through the LB address.
     r = request(laptop, lb_ip, 85, n=20, proto="udp")
     assert r["errors"] == [] and served(r) == {here: {gateway}, there: {gateway}}
