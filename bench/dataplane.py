@@ -30,9 +30,10 @@ Definitions (all times from time.perf_counter in the measuring process, in the n
 4. first packet: p50 of TCP connect() times to a ClusterIP (one netexec endpoint) with ~10
    Services vs with 10,000 loaded; direct connects to the pod IP beside it. Target ratio <= 1.1.
 5. requests/s (wrk, 2 threads, 32 connections, GET /hostname, one netexec pod), in interleaved
-   rounds (paths in order, then in reverse order, ...). Other work on the machine only ever slows
-   a round down, so each path's figure is its best round (as timeit takes the minimum time); the
-   medians and the median of the per-round ratios are reported beside it: from the node, direct to the pod vs its ClusterIP; from the laptop, whose route to the
+   rounds (paths in order, then in reverse order, ...): a round runs the paths back to back, so
+   a ratio within a round compares runs under about the same interference from other work; the
+   figures are medians over the rounds, the ratios the medians of the per-round ratios (each
+   path's best round is kept beside them): from the node, direct to the pod vs its ClusterIP; from the laptop, whose route to the
    pod network goes through the node (the benchmark adds it in its own laptop namespace), the pod
    IP directly (LAN -> node forwarding -> veth -> pod) vs the NodePort (the same path plus DNAT
    and masquerade), and a server on the node itself (the LAN path's limit). Target >= 0.95x.
@@ -630,13 +631,11 @@ def summarize(R: dict) -> list[dict]:
         row(f"5 requests/s, ClusterIP from the node ({d['services']} Services)", f"{d['clusterip_rps']:.0f} req/s",
             f"direct to the pod from the node {d['direct_rps']:.0f} req/s", f"{d['clusterip_ratio']:.2f}x",
             f">= {TARGET_RPS_RATIO}x", d["clusterip_ratio"] >= TARGET_RPS_RATIO,
-            f"best of {d['rounds']} interleaved rounds; median of per-round ratios "
-            f"{d['clusterip_median_paired_ratio']:.2f} {d['clusterip_ratios']}")
+            f"medians of {d['rounds']} interleaved rounds; per-round ratios {d['clusterip_ratios']}")
         row(f"5 requests/s, NodePort from the laptop ({d['services']} Services)", f"{d['nodeport_rps']:.0f} req/s",
             f"laptop -> node -> pod IP (routed) {d['laptop_direct_rps']:.0f} req/s", f"{d['nodeport_ratio']:.2f}x",
             f">= {TARGET_RPS_RATIO}x", d["nodeport_ratio"] >= TARGET_RPS_RATIO,
-            f"median of per-round ratios {d['nodeport_median_paired_ratio']:.2f} {d['nodeport_ratios']}; "
-            f"laptop -> server on the node itself "
+            f"per-round ratios {d['nodeport_ratios']}; laptop -> server on the node itself "
             f"{d['laptop_host_rps']:.0f} req/s (NodePort {d['nodeport_vs_host_ratio']:.2f}x of it)"
             + (f"; per request on 1 connection: NodePort {d['nodeport_extra_us']:+.1f} us, ClusterIP "
                f"{d['clusterip_extra_us']:+.1f} us over direct" if "nodeport_extra_us" in d else "")
@@ -673,19 +672,19 @@ def sections(R: dict) -> dict:
         def paired(a: str, b: str) -> list[float]:
             return [round(x / y, 3) for x, y in zip(rates[a], rates[b])]
 
-        # Interference from other work only ever slows a run down, so each path's best round is
-        # its figure (as timeit takes the minimum); the medians are kept beside it.
+        # Each round measures the paths back to back, so a ratio within a round compares runs
+        # under about the same interference from other work; the figures are the medians over
+        # the rounds (ratios: the median of the per-round ratios). Each path's best round is
+        # kept beside them.
         best = {k: max(v) for k, v in rates.items()}
         out["dataplane"] = {
             "services": rps["services"], "rounds": len(rates["direct"]),
-            **{f"{k}_rps": v for k, v in best.items()},
-            "clusterip_ratio": best["clusterip"] / best["direct"],
-            "nodeport_ratio": best["nodeport"] / best["laptop_direct"],
-            "nodeport_vs_host_ratio": best["nodeport"] / best["laptop_host"],
-            **{f"{k}_median_rps": median(v) for k, v in rates.items()},
-            "clusterip_median_paired_ratio": median(paired("clusterip", "direct")),
-            "nodeport_median_paired_ratio": median(paired("nodeport", "laptop_direct")),
+            **{f"{k}_rps": median(v) for k, v in rates.items()},
+            "clusterip_ratio": median(paired("clusterip", "direct")),
+            "nodeport_ratio": median(paired("nodeport", "laptop_direct")),
+            "nodeport_vs_host_ratio": median(paired("nodeport", "laptop_host")),
             "clusterip_ratios": paired("clusterip", "direct"), "nodeport_ratios": paired("nodeport", "laptop_direct"),
+            **{f"{k}_best_rps": v for k, v in best.items()},
             "p99_ms": {k: median([x["p99_ms"] for x in runs[k] if x["p99_ms"] is not None]) for k in RPS_PATHS},
             "errors": "; ".join(sorted({f"{k}: {x['errors']}" for k in RPS_PATHS for x in runs[k] if x["errors"]})),
             "target": f"ratios >= {TARGET_RPS_RATIO}"}
@@ -862,7 +861,15 @@ def main() -> int:
     p.add_argument("--inner", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--nft-times", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--resummarize", action="store_true",
+                   help="recompute the table and sections of the last results from their raw measurements")
     args = p.parse_args()
+    if args.resummarize:
+        doc = json.loads(RESULTS.read_text())
+        doc["table"], doc["sections"] = summarize(doc["raw"]), sections(doc["raw"])
+        RESULTS.write_text(json.dumps(doc, indent=1))
+        print(table(doc["table"]))
+        return 0
     if args.nft_times:
         print(json.dumps(time_nft_files(args.nft_times)))
         return 0

@@ -244,6 +244,8 @@ def tool_versions() -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description="Run every svcnet benchmark; table + bench/results/latest.{json,md}")
     p.add_argument("--quick", action="store_true", help="smaller sizes: within 10 minutes on 2 cores")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: render latest.json/md again from the benchmarks' last results")
     p.add_argument("--only", default="", help="comma-separated benchmark names: "
                    + ",".join(b[0] for b in BENCHMARKS))
     args = p.parse_args()
@@ -251,6 +253,8 @@ def main() -> int:
     unknown = only - {b[0] for b in BENCHMARKS}
     if unknown:
         p.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    if args.report:
+        return report_only()
     logs = RESULTS_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -270,11 +274,16 @@ def main() -> int:
             benchmarks[name] = b
     except KeyboardInterrupt:
         log("interrupted: reporting what was measured")
-    if not only:
+    return write(sections, benchmarks, "quick" if args.quick else "full", time.perf_counter() - t0, check_all=not only)
+
+
+def write(sections: dict, benchmarks: dict, mode: str, wall: float, check_all: bool = True) -> int:
+    """Print the table, write latest.json and latest.md; the exit status."""
+    if check_all:
         check(sections)
     table = rows(sections)
-    doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": "quick" if args.quick else "full",
-           "wall_s": time.perf_counter() - t0, "machine": {**machine(), **tool_versions()},
+    doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": mode,
+           "wall_s": wall, "machine": {**machine(), **tool_versions()},
            "benchmarks": benchmarks, **{k: sections[k] for k in ORDER if k in sections}}
     print(text_table(table))
     print(f"\n{doc['mode']} run, {doc['wall_s']:.0f} s; machine: {json.dumps(doc['machine'])}")
@@ -287,6 +296,21 @@ def main() -> int:
     print("written: bench/results/latest.json, bench/results/latest.md (logs in bench/results/logs/)")
     failed = [k for k, s in sections.items() if s.get("pass") is False or "missing" in s]
     return 1 if failed else 0
+
+
+def report_only() -> int:
+    """latest.json/md again from each benchmark's last results (e.g. after `bench/NAME.py
+    --resummarize`), keeping the run's mode, wall time and benchmark statuses."""
+    last = json.loads((RESULTS_DIR / "latest.json").read_text())
+    sections = {}
+    for name, _, _ in BENCHMARKS:
+        path = RESULTS_DIR / f"{name}-latest.json"
+        if name in last["benchmarks"] and path.exists():
+            sections.update(json.loads(path.read_text()).get("sections") or {})
+    for name in ORDER:
+        if name not in sections and name in last:
+            sections[name] = last[name]
+    return write(sections, last["benchmarks"], last["mode"], last["wall_s"])
 
 
 if __name__ == "__main__":
