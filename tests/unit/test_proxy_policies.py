@@ -47,8 +47,9 @@ def load(services, slices) -> Model:
 
 
 def go(model, src, dst, dport=80, proto="tcp", hook=None):
+    """The node holds LB_IP as a local address, as the announcer makes it (svcnet-lb0)."""
     hook = hook or ("output" if src == NODE_IP else "prerouting")
-    return str(trace(model, src, dst, proto, dport, hook=hook, local_ips=[NODE_IP]))
+    return str(trace(model, src, dst, proto, dport, hook=hook, local_ips=[NODE_IP, LB_IP]))
 
 
 ALL = "dnat one of 10.244.0.2:8080, 10.244.0.3:8080, 10.244.1.2:8080"
@@ -63,17 +64,17 @@ def test_lb_ingress_and_external_ips_are_balanced_over_all_endpoints_and_masquer
         assert go(m, LAPTOP, dst) == f"{ALL} masquerade=True"
         assert go(m, POD, dst) == f"{ALL} masquerade=True"       # as kube-proxy: external chain
         assert go(m, NODE_IP, dst) == f"{ALL} masquerade=True"
-    assert go(m, LAPTOP, LB_IP, 81) == "accept unchanged"
+    assert go(m, LAPTOP, LB_IP, 81) == "reject"   # only Service ports on an LB address
     assert go(m, LAPTOP, NODE_IP, 30080) == f"{ALL} masquerade=True"   # NodePort still there
     assert go(m, POD, "10.96.0.10") == f"{ALL} masquerade=False"
 
 
 def test_lb_ingress_is_ignored_unless_the_service_is_a_load_balancer_and_ip_mode_is_vip():
     s = service(type="NodePort")
-    assert go(load([s], [endpoints()]), LAPTOP, LB_IP) == "accept unchanged"
+    assert go(load([s], [endpoints()]), LAPTOP, LB_IP) == "accept local"   # not dispatched
     proxy_mode = service()
     proxy_mode["status"]["loadBalancer"]["ingress"] = [{"ip": LB_IP, "ipMode": "Proxy"}]
-    assert go(load([proxy_mode], [endpoints()]), LAPTOP, LB_IP) == "accept unchanged"
+    assert go(load([proxy_mode], [endpoints()]), LAPTOP, LB_IP) == "reject"   # not dispatched: no port
 
 
 def test_external_ips_work_on_cluster_ip_services_too():
@@ -86,9 +87,9 @@ def test_lb_ingress_on_the_nodes_own_address_serves_the_lb_port_and_leaves_node_
     m = load([service(ingress=(NODE_IP,))], [endpoints()])
     assert go(m, LAPTOP, NODE_IP, 80) == f"{ALL} masquerade=True"
     assert go(m, LAPTOP, NODE_IP, 30080) == f"{ALL} masquerade=True"
-    assert go(m, LAPTOP, NODE_IP, 22) == "accept unchanged"
+    assert go(m, LAPTOP, NODE_IP, 22) == "accept local"
     assert go(m, NODE_IP, NODE_IP, 80) == f"{ALL} masquerade=True"
-    assert go(m, "127.0.0.1", "127.0.0.1", 80) == "accept unchanged"
+    assert go(m, "127.0.0.1", "127.0.0.1", 80) == "accept local"
 
 
 def test_external_addresses_without_endpoints_reject():
@@ -101,8 +102,80 @@ def test_external_addresses_without_endpoints_reject():
 def test_udp_load_balancer():
     m = load([service(protocol="UDP")], [endpoints(protocol="UDP")])
     assert go(m, LAPTOP, LB_IP, proto="udp") == f"{ALL} masquerade=True"
-    assert go(m, LAPTOP, LB_IP, proto="tcp") == "accept unchanged"
+    assert go(m, LAPTOP, LB_IP, proto="tcp") == "reject"
     assert go(m, LAPTOP, NODE_IP, 30080, proto="udp") == f"{ALL} masquerade=True"
+
+
+# --- an LB address exposes only its Service ports -------------------------------------------
+# The announcer makes LB_IP a local address of the node; whatever that address's Service ports
+# do not dispatch must not reach the node's sockets (the API server on 6443, sshd, NodePorts).
+
+def test_an_lb_address_rejects_every_other_port_and_has_no_node_ports():
+    m = load([service(externalIPs=[EXT_IP])], [endpoints()])
+    for src in (LAPTOP, POD, NODE_IP):
+        assert go(m, src, LB_IP, 80) == f"{ALL} masquerade=True"
+        for port, proto in ((6443, "tcp"), (22, "tcp"), (53, "udp"), (30080, "tcp"), (30080, "udp")):
+            assert go(m, src, LB_IP, port, proto=proto) == "reject", (src, port, proto)
+    assert trace(m, LAPTOP, LB_IP, "tcp", 6443, local_ips=[NODE_IP, LB_IP]).local is False
+    # The node's own address keeps its sockets and its NodePorts; loopback is untouched.
+    assert go(m, LAPTOP, NODE_IP, 30080) == f"{ALL} masquerade=True"
+    assert go(m, LAPTOP, NODE_IP, 6443) == "accept local"
+    assert go(m, NODE_IP, NODE_IP, 6443) == "accept local"
+    assert go(m, "127.0.0.1", "127.0.0.1", 6443, hook="output") == "accept local"
+    # Ping still answers (only TCP, UDP and other transports are refused).
+    assert go(m, LAPTOP, LB_IP, 0, proto="icmp") == "accept local"
+    assert desired([service(externalIPs=[EXT_IP])], [endpoints()], NODE).elements["load-balancer-ips"] == \
+        {LB_IP: None}   # externalIPs are not made local by svcnet: not filtered
+
+
+def test_an_lb_address_without_endpoints_rejects_and_etp_local_still_drops():
+    m = load([service()], [])
+    for port in (80, 30080, 6443):
+        assert go(m, LAPTOP, LB_IP, port) == "reject", port
+    m = load([service(externalTrafficPolicy="Local")], [endpoints(here=())])
+    assert go(m, LAPTOP, LB_IP, 80) == "drop"          # no local endpoint: as before
+    assert go(m, LAPTOP, NODE_IP, 30080) == "drop"
+    assert go(m, LAPTOP, LB_IP, 30080) == "reject"     # a NodePort does not exist there
+
+
+def test_servicelb_mode_keeps_the_nodes_address_open():
+    """The ingress is the node's own address: not an announced one, nothing is filtered."""
+    state = desired([service(ingress=(NODE_IP,))], [endpoints()], NODE)
+    assert state.elements["load-balancer-ips"] == {}
+    m = load([service(ingress=(NODE_IP,))], [endpoints()])
+    assert go(m, LAPTOP, NODE_IP, 6443) == "accept local"
+    assert go(m, LAPTOP, NODE_IP, 30080) == f"{ALL} masquerade=True"
+
+
+def test_an_lb_address_shared_by_two_services_exposes_the_ports_of_both():
+    a = service("a", "10.96.0.10")
+    b = service("b", "10.96.0.11", node_port=30081)
+    b["spec"]["ports"][0]["port"] = 81
+    m = load([a, b], [endpoints(name="a"), endpoints(name="b")])
+    assert go(m, LAPTOP, LB_IP, 80) == f"{ALL} masquerade=True"
+    assert go(m, LAPTOP, LB_IP, 81) == f"{ALL} masquerade=True"
+    assert go(m, LAPTOP, LB_IP, 82) == "reject"
+    old = desired([a, b], [endpoints(name="a"), endpoints(name="b")], NODE)
+    new = desired([a], [endpoints(name="a")], NODE)
+    m.apply(partial_transaction(old, new))   # b goes; the address is still a's
+    assert go(m, LAPTOP, LB_IP, 80) == f"{ALL} masquerade=True"
+    assert go(m, LAPTOP, LB_IP, 81) == "reject"
+
+
+def test_a_new_lb_address_is_filtered_and_the_old_one_released_by_element_updates():
+    old = desired([service()], [endpoints()], NODE)
+    new = desired([service(ingress=("192.168.1.241",))], [endpoints()], NODE)
+    text = partial_transaction(old, new).text()
+    assert "delete element ip svcnet load-balancer-ips {\n\t192.168.1.240,\n}" in text
+    assert "add element ip svcnet load-balancer-ips {\n\t192.168.1.241,\n}" in text
+    assert all(line.startswith(("add element", "delete element", "\t", "}")) for line in text.splitlines())
+    m = Model()
+    m.apply(full_transaction(old))
+    m.apply(partial_transaction(old, new))
+    assert m.dump() == load([service(ingress=("192.168.1.241",))], [endpoints()]).dump()
+    here = [NODE_IP, LB_IP, "192.168.1.241"]
+    assert str(trace(m, LAPTOP, "192.168.1.241", "tcp", 6443, local_ips=here)) == "reject"
+    assert str(trace(m, LAPTOP, LB_IP, "tcp", 6443, local_ips=here)) == "accept local"
 
 
 # --- externalTrafficPolicy Local ------------------------------------------------------------
@@ -174,7 +247,7 @@ def test_source_ranges_drop_lb_traffic_from_outside_them():
     assert go(m, "192.168.1.20", LB_IP) == "drop"
     assert go(m, OTHER, NODE_IP, 30080) == f"{ALL} masquerade=True"     # NodePorts are not subject
     assert go(m, OTHER, EXT_IP) == f"{ALL} masquerade=True"             # nor externalIPs
-    assert go(m, OTHER, LB_IP, 81) == "accept unchanged"                # nor other ports
+    assert go(m, OTHER, LB_IP, 81) == "reject"                # nor other ports
 
 
 def test_source_ranges_allow_the_node_when_it_is_inside_them():
@@ -282,6 +355,8 @@ SERVICES = {
     "source ranges": service(loadBalancerSourceRanges=["10.0.0.0/8"]),
     "other source ranges": service(loadBalancerSourceRanges=["10.0.0.0/16", "192.168.1.0/24"]),
     "node port type": service(type="NodePort"),
+    "other ingress": service(ingress=("192.168.1.241",)),
+    "servicelb": service(ingress=(NODE_IP,)),
     "cluster ip type": service(type="ClusterIP"),
 }
 SLICES = {"all": [endpoints()], "local only": [endpoints(there=())], "remote only": [endpoints(here=())],
@@ -387,6 +462,12 @@ table ip svcnet {
 		elements = {
 			10.244.0.2 . 10.244.0.2,
 			10.244.0.3 . 10.244.0.3,
+		}
+	}
+	set load-balancer-ips {
+		type ipv4_addr
+		elements = {
+			192.168.1.240,
 		}
 	}
 	map local-endpoints-tcp {

@@ -125,6 +125,9 @@ table ip svcnet {
 			10.244.0.7 . 10.244.0.7,
 		}
 	}
+	set load-balancer-ips {
+		type ipv4_addr
+	}
 	map local-endpoints-tcp {
 		typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport
 	}
@@ -196,6 +199,7 @@ table ip svcnet {
 		type filter hook input priority -110; policy accept;
 		ct state new jump nodeport-endpoints-check
 		ct state new jump service-endpoints-check
+		ct state new ip daddr @load-balancer-ips meta l4proto != icmp reject
 	}
 	chain filter-output {
 		type filter hook output priority -110; policy accept;
@@ -232,7 +236,7 @@ table ip svcnet {
 		jump services
 	}
 	chain nodeport-endpoints-check {
-		ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports
+		ip daddr != 127.0.0.0/8 ip daddr != @load-balancer-ips meta l4proto . th dport vmap @no-endpoint-nodeports
 	}
 	chain np-tcp-3 {
 		meta mark set meta mark or 0x4000
@@ -247,7 +251,7 @@ table ip svcnet {
 	chain services {
 		ip saddr != 10.244.0.0/16 ip daddr @cluster-ips meta mark set meta mark or 0x4000
 		ip daddr . meta l4proto . th dport vmap @service-ips
-		fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports
+		fib daddr type local ip daddr != 127.0.0.0/8 ip daddr != @load-balancer-ips meta l4proto . th dport vmap @service-nodeports
 	}
 }
 """
@@ -346,20 +350,20 @@ def test_nodeport_on_the_node_ip_reaches_an_endpoint_masqueraded(cluster):
 
 def test_nodeport_on_localhost_is_untouched(cluster):
     _, m = cluster
-    assert go(m, "127.0.0.1", "127.0.0.1", 30080, hook="output") == "accept unchanged"
+    assert go(m, "127.0.0.1", "127.0.0.1", 30080, hook="output") == "accept local"
 
 
 def test_nodeport_on_another_address_or_port_is_untouched(cluster):
     _, m = cluster
     assert go(m, LAPTOP, "192.168.1.3", 30080) == "accept unchanged"   # not this node
-    assert go(m, LAPTOP, NODE_IP, 30081) == "accept unchanged"
-    assert go(m, LAPTOP, NODE_IP, 30080, proto="udp") == "accept unchanged"
+    assert go(m, LAPTOP, NODE_IP, 30081) == "accept local"
+    assert go(m, LAPTOP, NODE_IP, 30080, proto="udp") == "accept local"
 
 
 def test_nodeport_without_endpoints_rejects():
     _, m = load([svc("web", "10.96.0.10", port(80, node_port=30080), type="NodePort")], [])
     assert go(m, LAPTOP, NODE_IP, 30080) == "reject"
-    assert go(m, "127.0.0.1", "127.0.0.1", 30080, hook="output") == "accept unchanged"
+    assert go(m, "127.0.0.1", "127.0.0.1", 30080, hook="output") == "accept local"
 
 
 def test_load_balancer_services_get_their_node_ports():
@@ -371,7 +375,7 @@ def test_load_balancer_services_get_their_node_ports():
 def test_cluster_ip_services_get_no_node_ports_even_if_the_field_is_set():
     s = svc("web", "10.96.0.10", port(80, node_port=30080))
     _, m = load([s], [eps("web", [("", 80, "TCP")], ep("10.244.0.5"))])
-    assert go(m, LAPTOP, NODE_IP, 30080) == "accept unchanged"
+    assert go(m, LAPTOP, NODE_IP, 30080) == "accept local"
 
 
 # --- endpoint selection --------------------------------------------------------------------
@@ -603,7 +607,7 @@ def test_tcp_dport_implies_a_tcp_match_as_in_nft():
     model = Model()
     model.apply(tx)
     assert str(trace(model, LAPTOP, NODE_IP, "tcp", 22, local_ips=[NODE_IP])) == "drop"
-    assert str(trace(model, LAPTOP, NODE_IP, "udp", 22, local_ips=[NODE_IP])) == "accept unchanged"
+    assert str(trace(model, LAPTOP, NODE_IP, "udp", 22, local_ips=[NODE_IP])) == "accept local"
 
 
 def test_transaction_text_batches_elements_per_container():
@@ -627,6 +631,6 @@ def test_model_anonymous_verdict_maps_trace_and_hold_their_chains():
     model = Model()
     model.apply(tx)
     assert str(trace(model, LAPTOP, NODE_IP, "tcp", 23, local_ips=[NODE_IP])) == "drop"
-    assert str(trace(model, LAPTOP, NODE_IP, "tcp", 22, local_ips=[NODE_IP])) == "accept unchanged"
+    assert str(trace(model, LAPTOP, NODE_IP, "tcp", 22, local_ips=[NODE_IP])) == "accept local"
     with pytest.raises(NftError, match="Device or resource busy"):
         model.apply("delete chain ip svcnet b\n")

@@ -26,10 +26,13 @@ The tracer follows the first packet of a connection (conntrack state new) throug
 kernel would run: prerouting, then input (local destination) or forward + postrouting; or, for a
 locally generated packet, output, postrouting, and input if the destination is local. Base
 chains of a hook run in priority order. `numgen random mod N` is explored for every value, so a
-Result lists every possible outcome. Sets with `flags interval` match prefixes. What the packet
-would write into dynamic sets (`update @set { ip saddr }`, session affinity) is part of its
-outcome; `Model.remember(outcome)` writes it, as the kernel would have for that connection,
-so the next trace sees it (timeouts do not expire in the model).
+Result lists every possible outcome. An accepted outcome says whether it ends at a socket of the
+node (`local`: its destination, after any DNAT, is one of the node's addresses); one that keeps
+its destination reads "accept local" or, leaving the node, "accept unchanged". Sets with
+`flags interval` match prefixes. What the packet would write into dynamic sets
+(`update @set { ip saddr }`, session affinity) is part of its outcome; `Model.remember(outcome)`
+writes it, as the kernel would have for that connection, so the next trace sees it (timeouts do
+not expire in the model).
 """
 
 from __future__ import annotations
@@ -569,12 +572,14 @@ class Outcome(NamedTuple):
     dnat: str | None  # "ip:port" the first packet was DNATed to
     masquerade: bool
     updates: tuple = ()  # (set name, element) written by `update @set`
+    local: bool = False  # accepted for a local address: a socket of the node gets it
 
     def __str__(self) -> str:
         if self.verdict != "accept":
             return self.verdict
-        head = f"dnat {self.dnat}" if self.dnat else "accept"
-        return f"{head} masquerade={self.masquerade}" if self.dnat or self.masquerade else "accept unchanged"
+        if self.dnat or self.masquerade:
+            return f"{f'dnat {self.dnat}' if self.dnat else 'accept'} masquerade={self.masquerade}"
+        return "accept local" if self.local else "accept unchanged"
 
 
 @dataclass(frozen=True)
@@ -599,15 +604,22 @@ class Result:
         masq = {o.masquerade for o in self.outcomes}
         return masq.pop() if len(masq) == 1 else None
 
+    @property
+    def local(self) -> bool | None:
+        """Whether the packet reaches a socket of the node (True/False when all outcomes
+        agree, else None)."""
+        local = {o.local for o in self.outcomes}
+        return local.pop() if len(local) == 1 else None
+
     def __str__(self) -> str:
-        groups: dict[tuple[str, bool], list[str]] = {}
+        groups: dict[tuple[str, bool, bool], list[str]] = {}
         for o in self.outcomes:
-            groups.setdefault((o.verdict, o.masquerade), []).append(o.dnat or "")
+            groups.setdefault((o.verdict, o.masquerade, o.local), []).append(o.dnat or "")
         out = []
-        for (verdict, masq), targets in groups.items():
+        for (verdict, masq, local), targets in groups.items():
             targets = [t for t in targets if t]
             if verdict != "accept" or not targets:
-                out.append(str(Outcome(verdict, None, masq)))
+                out.append(str(Outcome(verdict, None, masq, local=local)))
             elif len(targets) == 1:
                 out.append(f"dnat {targets[0]} masquerade={masq}")
             else:
@@ -662,7 +674,8 @@ def trace(model: Model, src_ip: str, dst_ip: str, proto: str, dport: int,
         choices = _Choices(pending.pop())
         pkt = _Packet(src_ip, dst_ip, proto, dport, frozenset(local_ips))
         verdict = _walk(model, hook, pkt, choices) or "accept"
-        outcomes.add(Outcome(verdict, pkt.dnat, pkt.masquerade, tuple(pkt.updates)))
+        outcomes.add(Outcome(verdict, pkt.dnat, pkt.masquerade, tuple(pkt.updates),
+                             verdict == "accept" and pkt.is_local(pkt.daddr)))
         for depth in range(len(choices.prefix), len(choices.made)):
             pending.extend(tuple(choices.made[:depth]) + (alt,) for alt in range(1, choices.sizes[depth]))
     return Result(tuple(sorted(outcomes, key=lambda o: (o.verdict, not o.masquerade, _natural(o.dnat or "")))))

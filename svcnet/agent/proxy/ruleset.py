@@ -15,11 +15,21 @@ Dispatch addresses of a service port, and the traffic policy that applies:
 - externalIPs, and for type LoadBalancer the status.loadBalancer.ingress IPs (ipMode VIP; they
   may be the node's own addresses, as in ServiceLB mode): external traffic.
 - nodePorts of NodePort and LoadBalancer Services, on every local address but loopback
-  (CVE-2020-8558: no route_localnet): external traffic.
+  (CVE-2020-8558: no route_localnet) and the LB addresses: external traffic.
 External traffic with externalTrafficPolicy Cluster goes to any endpoint and is masqueraded;
 with Local it goes to this node's endpoints only, keeps the client's address, and is dropped
 when there is none here; but pods and the node itself reaching an external address are cluster
 traffic (any endpoint; the node masqueraded), as kube-proxy's short-circuit rules do.
+
+An LB address that is not one of the node's own may be local here: the announcer holds it on
+svcnet-lb0 so that the node answers ARP for it. Like a cloud load balancer (and kube-proxy's
+IPVS mode, which also binds VIPs locally) it exposes exactly its Service ports: the NodePort
+rules skip the set `load-balancer-ips`, and a new connection to one of its addresses (TCP, UDP,
+anything but ICMP: ping still answers) that no dispatch rule took is rejected in filter-input
+before it reaches a local socket (the API server on :6443, sshd, ...). The set holds the IPv4
+ingress addresses of every LoadBalancer Service, whatever their ipMode, minus the node's own
+(ServiceLB mode: that address keeps its sockets and NodePorts); it matters only where an
+address is local.
 
 Packet path (priorities are numeric because nft 1.0.6 rejects `dstnat` for the output hook in
 some contexts: filter = 0, dstnat = -100, srcnat = 100):
@@ -28,7 +38,7 @@ some contexts: filter = 0, dstnat = -100, srcnat = 100):
     nat-output     (output,     -100) --+-> services:
         ip saddr != <clusterCIDR> ip daddr @cluster-ips  mark 0x4000      off-cluster -> ClusterIP
         ip daddr . meta l4proto . th dport  vmap @service-ips             -> goto <chain>
-        fib daddr type local ip daddr != 127.0.0.0/8
+        fib daddr type local ip daddr != 127.0.0.0/8 ip daddr != @load-balancer-ips
                  meta l4proto . th dport  vmap @service-nodeports         -> goto <chain>
     shared endpoint chains, <p> = tcp|udp, N = endpoints to pick from:
     ep-<p>-N:  dnat to (ip daddr . <p> dport . numgen random mod N) map @endpoints-<p>
@@ -57,13 +67,14 @@ some contexts: filter = 0, dstnat = -100, srcnat = 100):
         ct state new -> firewall-check:
         ip daddr . meta l4proto . th dport @firewall-ips
             ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow  drop
-    filter-input   (input,   -110): ct state new -> nodeport-endpoints-check, service-endpoints-check
+    filter-input   (input,   -110): ct state new -> nodeport-endpoints-check, service-endpoints-check,
+        ip daddr @load-balancer-ips meta l4proto != icmp reject          (not a Service port)
     filter-forward (forward, -110): ct state new -> service-endpoints-check, cluster-ips-check
     filter-output  (output,  -110): ct state new -> service-endpoints-check
     filter-output-post-dnat (output, -90): ct state new -> cluster-ips-check
     service-endpoints-check:  ip daddr . meta l4proto . th dport vmap @no-endpoint-services
-    nodeport-endpoints-check: ip daddr != 127.0.0.0/8 meta l4proto . th dport
-                              vmap @no-endpoint-nodeports                 (input: already local)
+    nodeport-endpoints-check: ip daddr != 127.0.0.0/8 ip daddr != @load-balancer-ips
+                              meta l4proto . th dport vmap @no-endpoint-nodeports  (input: local)
     cluster-ips-check: ip daddr @cluster-ips reject (live ClusterIP, unknown port);
                        ip daddr <serviceCIDR> drop  (unallocated service IP)
     reject-chain: reject
@@ -71,9 +82,12 @@ some contexts: filter = 0, dstnat = -100, srcnat = 100):
 On input and forward the filter chains see a service destination only if nat did not rewrite
 it, so a `no-endpoint-*` entry acts exactly on traffic that no dispatch rule took: "goto
 reject-chain" when the port has no endpoints at all, "drop" when a Local policy finds none on
-this node (pods still reach an eTP Local external address through the short-circuit). On
-output, filter-output runs before nat-output, so the node's own traffic to such an address is
-dropped too, as with kube-proxy. Stale UDP conntrack entries are conntrack.py's business.
+this node (pods still reach an eTP Local external address through the short-circuit); only
+then does the load-balancer-ips rule reject what is left for an LB address, so an eTP Local
+port without a local endpoint keeps dropping. On output, filter-output runs before nat-output,
+so the node's own traffic to such an address is dropped too, as with kube-proxy; its traffic to
+an LB address's other ports comes back through input over loopback and is rejected there.
+Stale UDP conntrack entries are conntrack.py's business.
 loadBalancerSourceRanges apply to LB ingress addresses only (not to NodePorts or externalIPs,
 as in Kubernetes); `firewall-allow` is an interval set of (address, proto, port, source
 prefix), so a change of ranges is a few element updates.
@@ -95,6 +109,8 @@ Invariants
   dispatch element carries the pod/node short-circuit, the filter drops the rest).
 - Every `goto` in a map element or rule names a chain in the State; every chain in the State
   is used by some element or rule.
+- `load-balancer-ips` is the IPv4 ingress addresses of the LoadBalancer Services minus
+  `NodeInfo.node_ips`: an address comes and goes by one element update.
 - full_transaction(new) and old + partial_transaction(old, new) leave identical tables.
 
 Endpoint maps are per transport protocol (`endpoints-tcp`, `endpoints-udp`, ...), not one map
@@ -148,6 +164,7 @@ SKELETON_RULES = (
     ("filter-prerouting", "ct state new jump firewall-check"),
     ("filter-input", "ct state new jump nodeport-endpoints-check"),
     ("filter-input", "ct state new jump service-endpoints-check"),
+    ("filter-input", "ct state new ip daddr @load-balancer-ips meta l4proto != icmp reject"),
     ("filter-forward", "ct state new jump service-endpoints-check"),
     ("filter-forward", "ct state new jump cluster-ips-check"),
     ("filter-output", "ct state new jump service-endpoints-check"),
@@ -158,15 +175,15 @@ SKELETON_RULES = (
     ("nat-postrouting", "jump masquerading"),
     ("services", "ip saddr != {cluster_cidr} ip daddr @cluster-ips " + MARK_MASQ),
     ("services", "ip daddr . meta l4proto . th dport vmap @service-ips"),
-    ("services", "fib daddr type local ip daddr != 127.0.0.0/8"
+    ("services", "fib daddr type local ip daddr != 127.0.0.0/8 ip daddr != @load-balancer-ips"
                  " meta l4proto . th dport vmap @service-nodeports"),
     ("masquerading", "ct status dnat ip saddr . ip daddr @hairpin " + MARK_MASQ),
     ("masquerading", f"meta mark & {MASQUERADE_MARK} == 0 return"),
     ("masquerading", f"meta mark set meta mark xor {MASQUERADE_MARK}"),
     ("masquerading", "masquerade fully-random"),
     ("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services"),
-    ("nodeport-endpoints-check", "ip daddr != 127.0.0.0/8 meta l4proto . th dport"
-                                 " vmap @no-endpoint-nodeports"),
+    ("nodeport-endpoints-check", "ip daddr != 127.0.0.0/8 ip daddr != @load-balancer-ips"
+                                 " meta l4proto . th dport vmap @no-endpoint-nodeports"),
     ("firewall-check", "ip daddr . meta l4proto . th dport @firewall-ips"
                        " ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow drop"),
     ("cluster-ips-check", "ip daddr @cluster-ips reject"),
@@ -185,6 +202,7 @@ CONTAINERS = (
     Map("no-endpoint-services", type="ipv4_addr . inet_proto . inet_service : verdict"),
     Map("no-endpoint-nodeports", type="inet_proto . inet_service : verdict"),
     Set("cluster-ips", type="ipv4_addr"),
+    Set("load-balancer-ips", type="ipv4_addr"),
     Set("hairpin", type="ipv4_addr . ipv4_addr"),
     Set("firewall-ips", type="ipv4_addr . inet_proto . inet_service"),
     Set("firewall-allow", type="ipv4_addr . inet_proto . inet_service . ipv4_addr", flags="interval"),
@@ -230,8 +248,10 @@ ENDPOINT_CHAINS = {
 class NodeInfo:
     """The node this proxy programs. `name` decides which endpoints are local (hairpin,
     Local traffic policies). `node_ips` are the node's addresses: NodePorts answer on every
-    local address (`fib daddr type local`), so the ruleset does not list them; they matter for
-    loadBalancerSourceRanges (a node inside the ranges may reach its own LB addresses)."""
+    local address but the LB ones (`fib daddr type local`), so the ruleset does not list them;
+    they matter for loadBalancerSourceRanges (a node inside the ranges may reach its own LB
+    addresses) and keep an ingress on the node's own address (ServiceLB mode) out of
+    `load-balancer-ips`."""
 
     name: str
     node_ips: tuple[str, ...]
@@ -339,6 +359,9 @@ class _Builder:
         if spec.get("type") == "LoadBalancer":
             ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
             lb_ips = _ipv4s([i.get("ip") for i in ingress if i.get("ipMode", "VIP") == "VIP"])
+            # Any LB address but the node's own may be local here (announced): Service ports only.
+            self.elements["load-balancer-ips"].update(dict.fromkeys(
+                ip for ip in _ipv4s([i.get("ip") for i in ingress]) if ip not in self.node.node_ips))
         xips = [ip for ip in dict.fromkeys(external_ips + lb_ips) if ip not in vips] \
             if external_ips or lb_ips else []
         with_nodeports = spec.get("type") in NODEPORT_TYPES
