@@ -142,6 +142,7 @@ class Agent:
         # The termination chain: a deleted pod stops getting new connections before it stops.
         self.runtime.still_routed = self.proxier.routes_new_connections_to
         self.runtime.proxy_syncs = lambda: SYNC_DURATION.count
+        self.runtime.proxy_kick = self.proxier.wake.set
         # LoadBalancer addresses answer ARP on this node; healthCheckNodePorts are served here.
         self.announcer = Announcer(self.proxier, self.node_name, (self.node_ip,))
         await self.announcer.start()

@@ -77,17 +77,17 @@ DRIVER = textwrap.dedent('''
                     out = events
                 elif op == "route":
                     # a fake service proxy: the pod is routed for `seconds` after it is first
-                    # asked about (None: not routed at all); syncs count each look
-                    routed = {"until": None, "looks": 0}
+                    # asked about (None: not routed at all); a sync asked for is done at once
+                    routed = {"until": None, "syncs": 0}
                     def still_routed(ip, namespace, seconds=req["seconds"]):
-                        routed["looks"] += 1
                         if seconds is None:
                             return False
                         if routed["until"] is None:
                             routed["until"] = loop.time() + seconds
                         return loop.time() < routed["until"]
                     rt.still_routed = still_routed
-                    rt.proxy_syncs = lambda: routed["looks"]
+                    rt.proxy_syncs = lambda: routed["syncs"]
+                    rt.proxy_kick = lambda: routed.update(syncs=routed["syncs"] + 1)
                 elif op == "sync":
                     await rt.sync_pod(req["pod"], req.get("env") or {})
                     out = rt.pod_status(req["pod"]["metadata"]["uid"])

@@ -74,9 +74,10 @@ class PodRuntime:
         # The node's service proxy, for the termination chain (see PodWorker.kill):
         # still_routed(ip, namespace) -> the rules may send new connections to ip (a pod of
         # namespace) as a ready endpoint;
-        # proxy_syncs() -> how many syncs the proxy has completed.
+        # proxy_syncs() -> how many syncs the proxy has completed; proxy_kick() asks for one.
         self.still_routed = None
         self.proxy_syncs = None
+        self.proxy_kick = None
 
     def record_event(self, pod: dict, container: str, reason: str, message: str) -> None:
         if self.on_event is not None:

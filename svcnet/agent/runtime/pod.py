@@ -53,8 +53,7 @@ STATE_FILE = "state.json"
 MIN_GRACE = 2.0  # the kubelet never gives a container less than 2 seconds to stop
 CONFIG_RETRY = 1.0  # seconds between attempts to start a container whose ConfigMap is missing
 HOOK_TIMEOUT = 300.0
-UNROUTE_WAIT = 5.0  # at most this long (within the grace period) for new connections to stop
-SETTLE = 0.1        # at most this long for the proxy's sync in flight to be applied  # an exec or HTTP postStart hook that never ends is stopped after this
+UNROUTE_WAIT = 5.0  # at most this long (within the grace period) for new connections to stop  # an exec or HTTP postStart hook that never ends is stopped after this
 
 
 def rfc3339(t: float | None = None) -> str:
@@ -1020,15 +1019,12 @@ class PodWorker:
     async def _wait_unrouted(self, budget: float) -> None:
         """The termination chain's first link. The pod got a deletionTimestamp: the EndpointSlice
         controller marks it not ready and terminating, the proxy drops it from the ready set.
-        Wait (at most `budget` seconds) until the proxy reports that its rules send no new
-        connection to the pod's address, then until the sync that removed it has been applied
-        (the proxy forgets its pending changes when a sync starts, so a completed sync is
-        awaited, at most SETTLE seconds). If the address was not routed at the first look, the
-        pod was no ready endpoint (or left long ago): no wait at all."""
-        routed, syncs = self.rt.still_routed, self.rt.proxy_syncs
+        Wait (at most `budget` seconds in all) until the proxy reports that its rules send no
+        new connection to the pod's address; then ask it for a sync and wait until one has
+        completed: syncs run one at a time, so every sync that started before, the one that
+        took the pod out included, has then been applied to the kernel."""
+        routed, syncs, kick = self.rt.still_routed, self.rt.proxy_syncs, self.rt.proxy_kick
         if routed is None or not self.pod_ip or self.host_network or budget <= 0:
-            return
-        if not routed(self.pod_ip, self.namespace):
             return
         began = time.monotonic()
         deadline = began + budget
@@ -1040,11 +1036,11 @@ class PodWorker:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-        if syncs is not None:
+        if syncs is not None and kick is not None:
             seen = syncs()
-            settle = min(deadline, time.monotonic() + SETTLE)
-            while syncs() == seen and time.monotonic() < settle:
-                await asyncio.sleep(0.005)
+            kick()
+            while syncs() == seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
         self.timings["unroute_ms"] = (time.monotonic() - began) * 1000
         log.info("pod %s/%s: no new connections after %.0f ms; stopping its containers",
                  self.namespace, self.name, self.timings["unroute_ms"])
