@@ -98,6 +98,8 @@ DRIVER = textwrap.dedent('''
                 elif op == "kill":
                     await rt.kill_pod(req["uid"], req["grace"])
                     out = rt.pod_status(req["uid"])
+                elif op == "kill_async":
+                    asyncio.ensure_future(rt.kill_pod(req["uid"], req["grace"]))
                 elif op == "running":
                     out = sorted(rt.running_uids())
                 elif op == "log":
@@ -646,3 +648,29 @@ def test_kill_waits_until_the_proxy_no_longer_routes_the_pod_before_sigterm(node
     # bound (min(grace, 5 s)), within its grace period.
     assert sigterm_after("unrouted", None, grace=10) < 1.5  # (well under the 2 s above)
     assert 0.9 <= sigterm_after("stuck", 3600, grace=1) < 3
+
+
+def test_an_agent_stopping_during_a_pods_termination_leaves_it_to_the_next_one(node, tmp_path):
+    marks = tmp_path / "marks"
+    first = node.runtime()
+    script = f"trap '{stamp_script(marks, 'term')}; exit 0' TERM; while true; do sleep 0.05; done"
+    spec = pod("leaving", [as_root({"name": "c", "image": "busybox", "command": ["sh", "-c", script],
+                                    "lifecycle": {"preStop": {"sleep": {"seconds": 4}}}})],
+               terminationGracePeriodSeconds=10)
+    first.call("sync", pod=spec)
+    pid = container_pid(first.wait("uid-leaving", ready, what="Ready"))
+    first.call("kill_async", uid="uid-leaving", grace=10)
+    t0 = time.monotonic()
+    first.call("stop")  # in the middle of the preStop sleep: no waiting for it
+    assert time.monotonic() - t0 < 3
+    first.close()
+    assert alive(pid, node.pids[pid]) and not marks.exists()  # not stopped, not signalled
+
+    second = node.runtime()
+    assert container_pid(second.call("status", uid="uid-leaving")) == pid
+    t0 = time.monotonic()
+    final = second.call("kill", uid="uid-leaving", grace=10)  # (the agent sees it deleted)
+    assert 3.5 <= time.monotonic() - t0 < 9  # the preStop hook ran again, in full
+    assert final["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert marks.read_text().startswith("term ")
+    assert second.call("running") == []

@@ -160,8 +160,14 @@ class PodRuntime:
         return workers
 
     async def stop(self) -> None:
-        """Stop supervising; pods keep running for the next agent to adopt."""
+        """Stop supervising; pods keep running for the next agent to adopt. A pod being
+        stopped (a preStop hook, a grace period) is left where it is: it is still being
+        deleted, and the next agent stops it again from the start, as a restarted kubelet
+        does."""
         for w in list(self.workers.values()):
+            if w.kill_task is not None and not w.kill_task.done():
+                w.kill_task.cancel()
+                await asyncio.gather(w.kill_task, return_exceptions=True)
             await w.close()  # after the pass in progress: never in the middle of a start
             async with w.lock:
                 w.detach()
