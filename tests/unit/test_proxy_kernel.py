@@ -528,3 +528,86 @@ def test_conntrack_cli_lists_and_deletes_udp_entries_in_the_namespace(netns):
     assert sorted(e.dport for e in entries) == [9, 9, 10] and {e.reply_src for e in entries} == {"127.0.0.1"}
     ct.delete("127.0.0.1", 9, "127.0.0.1")
     assert [e.dport for e in ct.list_udp()] == [10]
+
+
+# An ICMP echo over a raw socket (no `ping` needed); prints "reply" or "timeout".
+PING = r"""
+import socket, struct, sys, time
+def checksum(b):
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xffff)
+    return ~(s + (s >> 16)) & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(2)
+body = struct.pack("!BBHHH", 8, 0, 0, 0x5356, 1) + b"svcnet"
+s.sendto(body[:2] + struct.pack("!H", checksum(body)) + body[4:], (sys.argv[1], 0))
+deadline = time.monotonic() + 2
+try:
+    while time.monotonic() < deadline:
+        data, peer = s.recvfrom(1500)
+        if peer[0] == sys.argv[1] and data[20] == 0 and data[24:26] == b"\x53\x56":
+            print("reply")
+            break
+    else:
+        print("timeout")
+except socket.timeout:
+    print("timeout")
+"""
+
+
+def test_an_lb_address_exposes_only_its_service_ports(make_netns):
+    """The announcer makes the LB address local, so without the ruleset the laptop reaches
+    whatever listens on the node there (here a TCP server on :7443 standing for the API server,
+    a UDP one on :5300). With it: the Service port works, other ports and NodePorts are refused
+    on the LB address (from the laptop, a pod and the node itself), the node's own address keeps
+    its sockets, NodePorts and a ServiceLB-mode port, ping answers; moving the LB address is an
+    element update."""
+    node, laptop, pods, gateway = seed_world(make_netns)
+    lb_ip, moved = "192.168.77.240", "192.168.77.241"
+    for ip in (lb_ip, moved):
+        node.run("ip", "addr", "add", f"{ip}/32", "dev", "lan0")
+    node.spawn(sys.executable, "-c", SERVER, "0.0.0.0", "7443", "tcp")
+    node.spawn(sys.executable, "-c", SERVER, "0.0.0.0", "5300", "udp")
+    deadline = time.monotonic() + 15
+    while request(laptop, lb_ip, 7443, timeout=1)["errors"]:  # the leak this test is about
+        assert time.monotonic() < deadline, "the node's server did not start"
+        time.sleep(0.2)
+    assert request(laptop, lb_ip, 5300, proto="udp")["errors"] == []
+    services = [lb_service("web", "10.96.0.40", lb_ip, 80), lb_service("servicelb", "10.96.0.44", NODE_IP, 84)]
+    slices_ = [slice_(s["metadata"]["name"], [("http", 8080, "TCP")], list(pods)) for s in services]
+    state = desired(services, slices_, NODE)
+    apply(full_transaction(state), nft=node.nft)
+    model = Model()
+    model.apply(full_transaction(state))
+    local = [NODE_IP, lb_ip, moved, gateway]
+
+    def refused(client, host, port):  # (not timed: the kernel rate-limits ICMP errors per peer)
+        return [e[0] for e in request(client, host, port)["errors"]] == ["ConnectionRefusedError"]
+
+    for client, src in ((laptop, "192.168.77.10"), (pods["10.244.1.2"], "10.244.1.2"), (node, NODE_IP)):
+        hook = "output" if client is node else "prerouting"
+        for port in (7443, 30080, 30084):
+            assert refused(client, lb_ip, port), (src, port)
+            assert trace(model, src, lb_ip, "tcp", port, hook=hook, local_ips=local).verdict == "reject"
+        assert trace(model, src, lb_ip, "tcp", 80, hook=hook, local_ips=local).local is False
+    r = request(laptop, lb_ip, 80, n=20)
+    assert r["errors"] == [] and set(served(r)) == set(pods)
+    r = request(laptop, lb_ip, 5300, proto="udp", timeout=0.5)  # rejected: the server is silent
+    assert r["seen"] == {} and r["errors"][0][0] == "TimeoutError"
+    assert laptop.run(sys.executable, "-c", PING, lb_ip).strip() == "reply"
+    # The node's own address: its sockets, NodePorts and the ServiceLB-mode port.
+    assert served(request(laptop, NODE_IP, 7443)) == {"0.0.0.0": {"192.168.77.10"}}
+    assert request(laptop, NODE_IP, 5300, proto="udp")["errors"] == []
+    for port in (30080, 84, 30084):
+        r = request(laptop, NODE_IP, port, n=5)
+        assert r["errors"] == [] and set(served(r)) <= set(pods), port
+    assert trace(model, "192.168.77.10", NODE_IP, "tcp", 7443, local_ips=local).local is True
+
+    # The Service moves to another address: one element out of the set, one in.
+    services[0]["status"]["loadBalancer"]["ingress"] = [{"ip": moved}]
+    new = desired(services, slices_, NODE)
+    apply(partial_transaction(state, new), nft=node.nft)
+    assert refused(laptop, moved, 7443)
+    assert served(request(laptop, lb_ip, 7443)) == {"0.0.0.0": {"192.168.77.10"}}  # no longer an LB address
+    r = request(laptop, moved, 80, n=5)
+    assert r["errors"] == [] and set(served(r)) <= set(pods)
