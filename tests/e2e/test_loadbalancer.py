@@ -38,6 +38,27 @@ def test_the_laptop_reaches_the_pool_address_and_requests_spread_over_all_pods(c
     assert lb_link_addresses(cluster) == {FIRST}
 
 
+def test_the_pool_address_exposes_only_the_service_port(cluster):
+    """The node holds the pool address locally (svcnet-lb0), yet the laptop reaches neither
+    the API server nor a NodePort through it: refused at once (curl exit 7), not a timeout.
+    The node's own address keeps both."""
+    apply_service(cluster, "web")
+    wait_ingress(cluster, "web", [FIRST])
+    poll(lambda: hostnames(cluster, f"http://{FIRST}/hostname", 1)[0].startswith("web-"), 30,
+         "the LoadBalancer address to answer")
+    node_port = cluster.json("get", "svc", "web")["spec"]["ports"][0]["nodePort"]
+
+    def laptop(url):
+        r = cluster.world.run("laptop", "curl", "-sk", "--max-time", "5", url)
+        return r.returncode, r.stdout.strip()
+
+    assert laptop(f"https://{FIRST}:6443/readyz") == (7, "")
+    assert laptop(f"http://{FIRST}:{node_port}/hostname") == (7, "")
+    assert laptop("https://192.168.1.2:6443/readyz") == (0, "ok")
+    assert laptop(f"http://192.168.1.2:{node_port}/hostname")[1].startswith("web-")
+    assert all(h.startswith("web-") for h in hostnames(cluster, f"http://{FIRST}/hostname", 3))
+
+
 def test_release_on_delete_and_type_change_then_reacquire(cluster):
     apply_service(cluster, "web")
     wait_ingress(cluster, "web", [FIRST])
