@@ -103,8 +103,11 @@ class DNSProcess:
             except (OSError, ValueError, IndexError):
                 pass
         for udp, tcp in self.servers:
-            udp.close()
             tcp.close()
+            if hasattr(udp, "drain_and_close"):
+                await udp.drain_and_close()
+            else:
+                udp.close()
         for inf in self.informers:
             await inf.stop()
         self.forwarder.close()

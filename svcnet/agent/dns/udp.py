@@ -103,6 +103,19 @@ class BatchUDP:
             self.thread.join(2)
         self.sock.close()
 
+    async def drain_and_close(self, timeout: float = 2.0) -> None:
+        """Stop receiving, answer what was already handed to the event loop, then close: a
+        server being replaced loses no query it took in."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        if self.thread.is_alive():
+            await loop.run_in_executor(None, self.thread.join, timeout)
+        deadline = loop.time() + timeout
+        while self.taken < self.handed and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # forwarded ones are answered by tasks a little later
+        self.sock.close()
+
     def _run(self) -> None:
         try:
             self._serve()
