@@ -42,8 +42,8 @@ from svcnet.agent.dns.wire import (ANY, AXFR, CNAME, IN, IXFR, NOERROR, NOTIMP, 
 
 log = logging.getLogger("svcnet.dns")
 
-EDNS_TAG = b"\x00E"
-WARM_TYPES = (wire.A, wire.AAAA)  # appended to the cache key of a query that carried EDNS
+EDNS_TAG = b"\x00E"  # appended to the cache key of a query that carried EDNS
+WARM_TYPES = (wire.A, wire.AAAA)  # a Service's answers prepared again on every change
 
 
 class Resolver:
