@@ -202,6 +202,12 @@ async def _run_api_client(args: argparse.Namespace, user_agent: str, make) -> in
         loop.create_task(exit_with_parent(args.parent_pid, stop))
     client = Client(config, user_agent=user_agent)
     component = make(client)
+    done = getattr(component, "done", None)  # set by a component that stops by itself
+    if done is not None:
+        async def relay() -> None:
+            await done.wait()
+            stop.set()
+        loop.create_task(relay())
     starting = asyncio.create_task(component.start())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -19,6 +19,7 @@ import sys
 import textwrap
 import threading
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -289,6 +290,35 @@ def test_names_keep_resolving_while_the_agent_restarts(cluster):
         cluster.json("get", "svc", "web")["spec"]["clusterIP"]]
 
 
+def dns_servers(cluster) -> list[int]:
+    """PIDs of this node's DNS server processes (their command line names its pid file)."""
+    pid_file = str(cluster.data / "dns.pid").encode()
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0") if d.name.isdigit() else []
+        except OSError:
+            continue
+        if b"dns" in argv and pid_file in argv and proc_start_ticks(int(d.name)) is not None:
+            out.append(int(d.name))
+    return out
+
+
+def test_extra_dns_servers_step_down_by_themselves(cluster):
+    """A server the agent does not own (as one orphaned by an agent killed mid-start) takes
+    over while it is newest, then steps down when the agent's replacement takes over."""
+    mine = dns_servers(cluster)
+    assert len(mine) == 1
+    argv = Path(f"/proc/{mine[0]}/cmdline").read_bytes().split(b"\0")[:-1]
+    extra = cluster.world.spawn("node", *[a.decode() for a in argv])
+    poll(lambda: dns_server_pid(cluster) == extra.pid, 30, "the extra server to take over")
+    poll(lambda: extra.poll() is not None, 30, "the extra server to step down")
+    poll(lambda: len(dns_servers(cluster)) == 1 and dns_server_pid(cluster) in dns_servers(cluster),
+         30, "one DNS server, the agent's")
+    assert dig(cluster, "web.default.svc.cluster.local") == [
+        cluster.json("get", "svc", "web")["spec"]["clusterIP"]]
+
+
 def test_svcnet_down_stops_the_dns_server(cluster):
     """Runs last: stop the server (DNS keeps answering, like pods keep running), then down."""
     pid = dns_server_pid(cluster)
@@ -301,4 +331,5 @@ def test_svcnet_down_stops_the_dns_server(cluster):
                           str(cluster.data))
     assert r.returncode == 0, r.stderr
     poll(lambda: proc_start_ticks(pid) is None, 10, "the DNS server to end")  # gone or a zombie
+    assert dns_servers(cluster) == []
     assert not (cluster.data / "dns.pid").exists()

@@ -6,10 +6,13 @@ Theory of operation
   svcnet owns, so nothing else on the machine (a local resolver on 127.0.0.53, say) is in the
   way, and every pod reaches it. The agent restarts it if it dies.
 - Like the pods, the DNS server outlives the agent: an agent restart or upgrade must not take
-  names away from running pods. It binds with SO_REUSEPORT and writes `<data-dir>/dns.pid`
-  (PID and start time) once it is serving; a new agent starts a fresh server beside the old
-  one, waits until the pid file names the new one, then stops the old one: no gap. `svcnet
-  down` stops it (by the pid file, checking the start time so a reused PID is never hit).
+  names away from running pods. Servers bind with SO_REUSEPORT; the newest one that answers
+  names itself in `<data-dir>/dns.pid` (PID and start time), and every server checks that
+  file each second and steps down (stops receiving, answers what it took in, exits) when it
+  names another one or is gone. So a new agent's server takes over from the old one without a
+  gap, and servers orphaned by an agent killed halfway through a start end by themselves.
+  `svcnet down` removes the pid file and stops every server of its data dir (by command line,
+  checking start times so a reused PID is never hit).
 - Once a server answers, the agent publishes a selector-less EndpointSlice
   `kube-system/kube-dns-<node>` (managed-by `svcnet-agent`, ready) for the `kube-dns` Service
   (10.96.0.10, ports `dns` 53/UDP and `dns-tcp` 53/TCP, created by the control plane without a
@@ -72,34 +75,65 @@ PID_FILE = "dns.pid"
 
 def read_pid_file(data_dir: Path) -> tuple[int, int] | None:
     """(pid, start ticks) of the DNS server the pid file names, if that process still runs."""
+    return _read(data_dir / PID_FILE)
+
+
+def _read(path: Path) -> tuple[int, int] | None:
     try:
-        pid, ticks = (int(x) for x in (data_dir / PID_FILE).read_text().split())
+        pid, ticks = (int(x) for x in path.read_text().split())
     except (OSError, ValueError):
         return None
     return (pid, ticks) if proc_start_ticks(pid) == ticks else None
 
 
-def write_pid_file(path: Path) -> None:
-    """Called by the DNS server itself once it answers."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{os.getpid()} {proc_start_ticks(os.getpid())}\n")
+def take_over(path: Path) -> bool:
+    """Called by a DNS server once it answers: name itself in the pid file unless a server
+    started after it already does (the newest server is the node's DNS). False: step down."""
+    me = (os.getpid(), proc_start_ticks(os.getpid()))
+    current = _read(path)
+    if current is not None and current != me and current[1] >= me[1] and current[0] != me[0]:
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(f"{me[0]} {me[1]}\n")
     tmp.replace(path)
+    return True
+
+
+def superseded(path: Path) -> bool:
+    """Checked by a running DNS server every second: the pid file is gone (`svcnet down`) or
+    names another live server (a newer agent's): time to stop."""
+    current = _read(path)
+    return current is None or current[0] != os.getpid()
 
 
 def stop_server(data_dir: Path, timeout: float = 10.0) -> bool:
-    """Stop the DNS server of this data dir (SIGTERM, then SIGKILL); True if one was running."""
-    found = read_pid_file(data_dir)
-    if found is None:
-        return False
-    pid, ticks = found
-    os.kill(pid, signal.SIGTERM)
+    """Stop every DNS server of this data dir: the pid file's, and any other still running
+    (found by its command line, which names this data dir's pid file); SIGTERM, then SIGKILL.
+    True if one was running."""
+    pid_file = str(data_dir / PID_FILE)
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"svcnet.cli.main" in argv and b"dns" in argv and pid_file.encode() in argv:
+            ticks = proc_start_ticks(int(d.name))
+            if ticks is not None:
+                found.append((int(d.name), ticks))
+    (data_dir / PID_FILE).unlink(missing_ok=True)
+    for pid, _ in found:
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while proc_start_ticks(pid) == ticks:
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    return True
+    for pid, ticks in found:
+        while proc_start_ticks(pid) == ticks:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    return bool(found)
 
 
 class NodeDNS:
@@ -133,23 +167,16 @@ class NodeDNS:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def _supervise(self) -> None:
-        previous = read_pid_file(self.data_dir)
         published = False
         while True:
             self.proc = subprocess.Popen(self.command(), start_new_session=True, close_fds=True)
             while self.proc.poll() is None and (read_pid_file(self.data_dir) or (0,))[0] != self.proc.pid:
                 await asyncio.sleep(0.1)
-            if self.proc.poll() is None:
-                if previous is not None and previous[0] != self.proc.pid:
-                    log.info("cluster DNS server %d took over from %d", self.proc.pid, previous[0])
-                    if proc_start_ticks(previous[0]) == previous[1]:
-                        os.kill(previous[0], signal.SIGTERM)
-                previous = None
-                if not published:
-                    await self._publish()
-                    published = True
-                while self.proc.poll() is None:
-                    await asyncio.sleep(0.5)
+            if self.proc.poll() is None and not published:
+                await self._publish()
+                published = True
+            while self.proc.poll() is None:
+                await asyncio.sleep(0.5)
             log.warning("cluster DNS server exited with %s; restarting in 1s", self.proc.returncode)
             await asyncio.sleep(1)
 

@@ -15,6 +15,7 @@ first process does.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from svcnet.agent.dns.answer import Catalog
 from svcnet.agent.dns.forward import Forwarder, read_resolv_conf
-from svcnet.agent.dns.node import write_pid_file
+from svcnet.agent.dns.node import superseded, take_over
 from svcnet.agent.dns.server import Resolver, serve
 from svcnet.api.resources import BY_KIND
 from svcnet.client import Client, Informer
@@ -54,6 +55,8 @@ class DNSProcess:
         self.namespaces: set[str] = set()
         self.informers: list[Informer] = []
         self.servers: list = []
+        self.tasks: list[asyncio.Task] = []
+        self.done = asyncio.Event()  # set when this server should stop by itself
 
     async def start(self) -> None:
         await self.forwarder.start()
@@ -86,7 +89,17 @@ class DNSProcess:
                      self.resolver.catalog.domain, host, port,
                      ", ".join(h for h, _ in self.forwarder.upstreams) or "none")
         if self.pid_file is not None:
-            write_pid_file(self.pid_file)
+            if not take_over(self.pid_file):
+                log.info("a newer cluster DNS server already serves; stepping down")
+                self.done.set()
+                return
+            self.tasks.append(asyncio.create_task(self._watch_pid_file()))
+
+    async def _watch_pid_file(self) -> None:
+        while not superseded(self.pid_file):
+            await asyncio.sleep(1)
+        log.info("cluster DNS server superseded (pid file %s); stepping down", self.pid_file)
+        self.done.set()
 
     def _on_namespace(self, kind: str, old: dict | None, new: dict | None) -> None:
         if new is None:
@@ -96,6 +109,8 @@ class DNSProcess:
         self.resolver.on_namespace(set(self.namespaces))
 
     async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
         if self.pid_file is not None:
             try:
                 if int(self.pid_file.read_text().split()[0]) == os.getpid():
