@@ -92,7 +92,9 @@ SHOW = {
             ("dnsmasq_p99_ms", "dnsmasq p99 at the same load", "{:.2f} ms"),
             ("svcnet_qps_workers_2", "svcnet DNS --workers 2", "{:,.0f} QPS")],
     "api": [("creates_per_s", "Service creates/s, 32 clients", "{:,.0f}/s"),
+            ("healthz_floor_per_s", "GET /healthz, same clients (HTTP+TLS floor)", "{:,.0f}/s"),
             ("list_ms", "LIST {services} Services", "{:.0f} ms"),
+            ("list_sqlite_ms", "sqlite3 read + decode of the same rows", "{:.0f} ms"),
             ("watch_p99_ms", "watch event p99", "{:.1f} ms"),
             ("server_rss_mb", "server RSS with {services} Services", "{:.0f} MB")],
     "endpointslices": [("p99_ms", "readiness -> EndpointSlice p99, {services} Services", "{:.1f} ms"),
@@ -258,6 +260,7 @@ def main() -> int:
     logs = RESULTS_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    at_start = {"machine": {**machine(), **tool_versions()}}  # the commit the run started from
     benchmarks, sections = {}, {}
     try:
         for name, script, budgets in BENCHMARKS:
@@ -274,16 +277,19 @@ def main() -> int:
             benchmarks[name] = b
     except KeyboardInterrupt:
         log("interrupted: reporting what was measured")
-    return write(sections, benchmarks, "quick" if args.quick else "full", time.perf_counter() - t0, check_all=not only)
+    return write(sections, benchmarks, "quick" if args.quick else "full", time.perf_counter() - t0,
+                 check_all=not only, run=at_start)
 
 
-def write(sections: dict, benchmarks: dict, mode: str, wall: float, check_all: bool = True) -> int:
-    """Print the table, write latest.json and latest.md; the exit status."""
+def write(sections: dict, benchmarks: dict, mode: str, wall: float, check_all: bool = True,
+          run: dict | None = None) -> int:
+    """Print the table, write latest.json and latest.md; the exit status. `run`: the `when` and
+    `machine` of the run being reported again (`--report`), else they are taken now."""
     if check_all:
         check(sections)
     table = rows(sections)
     doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": mode,
-           "wall_s": wall, "machine": {**machine(), **tool_versions()},
+           "wall_s": wall, "machine": {**machine(), **tool_versions()}, **(run or {}),
            "benchmarks": benchmarks, **{k: sections[k] for k in ORDER if k in sections}}
     print(text_table(table))
     print(f"\n{doc['mode']} run, {doc['wall_s']:.0f} s; machine: {json.dumps(doc['machine'])}")
@@ -310,7 +316,9 @@ def report_only() -> int:
     for name in ORDER:
         if name not in sections and name in last:
             sections[name] = last[name]
-    return write(sections, last["benchmarks"], last["mode"], last["wall_s"])
+    return write(sections, last["benchmarks"], last["mode"], last["wall_s"],
+                 run={"when": last["when"], "machine": last["machine"],
+                      "reported_again": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
 if __name__ == "__main__":
