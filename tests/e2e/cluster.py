@@ -4,6 +4,8 @@
 192.168.1.2 on a LAN bridge), starts `svcnet server` inside the node, waits for the API and the
 Node, yields a `Cluster`, and on exit (failure too) stops the server, runs `svcnet down` in the
 node and deletes every namespace it made. Each test module uses its own unique prefix.
+The cluster DNS gets no upstream (`--resolv-conf /dev/null`) unless the caller passes one, so
+no test ever forwards a query to this machine's resolvers.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class Cluster:
 @contextlib.contextmanager
 def running_cluster(prefix: str, data: Path, *server_args: str, hosts: dict | None = None):
     """A world `prefix` with `svcnet server` (node1, 192.168.1.2) running in its node."""
+    if "--resolv-conf" not in server_args:  # cluster DNS never forwards to this machine's resolvers
+        server_args += ("--resolv-conf", "/dev/null")
     world = World(prefix, **({"hosts": hosts} if hosts else {}))
     data.mkdir(parents=True, exist_ok=True)
     world.create()

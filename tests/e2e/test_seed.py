@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for networ
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     with running_cluster(unique_prefix("e"), tmp_path_factory.mktemp("seed") / "node",
-                         "--lb-pool", "192.168.1.240-192.168.1.250", "--resolv-conf", "/dev/null") as c:
+                         "--lb-pool", "192.168.1.240-192.168.1.250") as c:
         c.kubectl("apply", "-f", "-", input=SEED)
         poll(lambda: c.kubectl("wait", "--for=condition=Ready", "pod", "--all", "--timeout=1s",
                                check=False).startswith("pod/"), 120, "the seed pods to be Ready")

@@ -77,8 +77,9 @@ def test_kill_9_during_concurrent_creates_loses_and_doubles_nothing(tmp_path):
         stop.set()
         s.stop()
     stored_ips, stored_ports = _stored_allocations(s.data_dir)
-    # Every allocation is held by exactly the Services that exist, plus `kubernetes` (10.96.0.1).
-    assert stored_ips == set(ips) | {"10.96.0.1"}
+    # Every allocation is held by exactly the Services that exist, plus the control plane's own:
+    # `default/kubernetes` (10.96.0.1) and `kube-system/kube-dns` (10.96.0.10).
+    assert stored_ips == set(ips) | {"10.96.0.1", "10.96.0.10"}
     assert stored_ports == set(ports)
 
 
