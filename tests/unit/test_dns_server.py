@@ -171,6 +171,13 @@ class FakeUpstream(asyncio.DatagramProtocol):
         self.transport.sendto(r, addr)
 
 
+async def until(predicate, timeout: float = 10.0) -> None:
+    """Let the event loop run until `predicate()` holds (or the deadline passes)."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
 async def upstream(silent=False):
     loop = asyncio.get_running_loop()
     t, p = await loop.create_datagram_endpoint(lambda: FakeUpstream(silent), local_addr=("127.0.0.1", 0))
@@ -215,7 +222,7 @@ def test_a_silent_upstream_gives_servfail_and_the_pending_table_stays_bounded():
         r = Resolver(Catalog(), fwd)
         flood = [asyncio.ensure_future(r.respond(encode_query(f"n{i}.example.com", A, i)))
                  for i in range(50)]
-        await asyncio.sleep(0.05)
+        await until(lambda: len(p.seen) >= 5, timeout=0.25)  # within the forwarder's timeout
         assert len(fwd.pending) == 5 and len(p.seen) == 5  # the rest were refused at once
         answers = await asyncio.gather(*flood)
         assert {parse_message(a).rcode for a in answers} == {SERVFAIL}
@@ -357,7 +364,7 @@ def test_queries_for_the_event_loop_are_bounded_while_it_is_busy():
             while u.handed + u.dropped < 3 * batch.MAX_BACKLOG and time.monotonic() < deadline:
                 time.sleep(0.01)  # blocking: the loop takes nothing
             assert u.handed - u.taken == batch.MAX_BACKLOG and u.dropped > 0
-            await asyncio.sleep(0.5)  # the loop drains what it was handed
+            await until(lambda: u.taken == u.handed)  # the loop drains what it was handed
             assert u.taken == u.handed
         u.close()
         tcp.close()
