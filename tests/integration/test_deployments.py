@@ -471,9 +471,10 @@ def test_delete_cascades_and_orphan_keeps(srv, kc, ns):
     assert not kc.json("-n", ns, "get", "pods", "-l", "app=fg")["items"]
     assert not [r for r in rss(kc, ns) if r["metadata"]["name"].startswith("fg-")]
     kc("-n", ns, "delete", "deploy", "keep", "--cascade=orphan")
-    time.sleep(1)
+    wait_for(lambda: [r for r in rss(kc, ns) if not r["metadata"].get("ownerReferences")], 20,
+             what="the orphaned ReplicaSet without its ownerReference")
     [rs] = rss(kc, ns)
-    assert not rs["metadata"].get("ownerReferences") and len(pods(kc, ns, "app=keep")) == 1
+    assert rs["metadata"]["name"].startswith("keep-") and len(pods(kc, ns, "app=keep")) == 1
 
 
 def _controller_manager_pid(srv) -> int:
