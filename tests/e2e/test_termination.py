@@ -52,13 +52,12 @@ LOAD = textwrap.dedent('''
 HELD = textwrap.dedent('''
     import http.client, json, sys, threading, time
     host, port = sys.argv[1], int(sys.argv[2])
-    def get(conn, path):
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return [time.time(), r.status, r.read().decode()]
-    def attempt(key, conn, path):
+    def attempt(key, conn, path=None):
         try:
-            out[key] = get(conn, path)
+            if path:
+                conn.request("GET", path)
+            r = conn.getresponse()
+            out[key] = [time.time(), r.status, r.read().decode()]
         except Exception as e:
             out[key] = [time.time(), 0, repr(e)]
     out = {}
@@ -67,10 +66,9 @@ HELD = textwrap.dedent('''
     print(json.dumps(out["first"]), flush=True)
     sys.stdin.readline()
     slow = http.client.HTTPConnection(host, port, timeout=20)
-    slow.connect()
-    long = threading.Thread(target=attempt, args=("long", slow, "/shell?cmd=sleep%202%3B%20hostname"))
+    slow.request("GET", "/shell?cmd=sleep%202%3B%20hostname")  # sent before "started"
+    long = threading.Thread(target=attempt, args=("long", slow))
     long.start()
-    time.sleep(0.2)  # the request is on its way
     print("started", flush=True)
     sys.stdin.readline()
     attempt("again", held, "/hostname")
