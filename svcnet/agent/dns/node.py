@@ -125,15 +125,23 @@ def stop_server(data_dir: Path, timeout: float = 10.0) -> bool:
                 found.append((int(d.name), ticks))
     (data_dir / PID_FILE).unlink(missing_ok=True)
     for pid, _ in found:
-        os.kill(pid, signal.SIGTERM)
+        _kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for pid, ticks in found:
         while proc_start_ticks(pid) == ticks:
             if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
+                _kill(pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
     return bool(found)
+
+
+def _kill(pid: int, sig: int) -> None:
+    """A server found above may have exited (stepped down) since: that is not an error."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 class NodeDNS:
