@@ -71,6 +71,8 @@ def test_listeners_follow_the_services_and_their_counts():
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
                 async def get(p: int, path: str = "/healthz"):
                     async with http.get(f"http://127.0.0.1:{p}{path}") as r:
+                        weight = r.headers.get("X-Load-Balancing-Endpoint-Weight")
+                        assert weight == str(json.loads(await r.text())["localEndpoints"])
                         return r.status, r.headers.get("Content-Type"), await r.text()
 
                 await server.sync({("default", "a"): (port, 0)})

@@ -8,6 +8,7 @@ that port (on the node's addresses) and answers any HTTP request, `/healthz` inc
 
     200 when this node has ready endpoints of the Service, else 503
     {"service": {"namespace": ..., "name": ...}, "localEndpoints": N, "serviceProxyHealthy": B}
+    (and N in the header X-Load-Balancing-Endpoint-Weight)
 
 so that an external load balancer sends traffic only to nodes that can serve it locally. N is
 the number of distinct ready endpoint addresses on this node (kube-proxy's
@@ -109,7 +110,8 @@ class ServiceHealthServer:
         status, body = health_response(name, self.services[name][1], self.proxy_healthy())
         return web.Response(status=status, body=body.encode(),
                             headers={"Content-Type": "application/json",
-                                     "X-Content-Type-Options": "nosniff"})
+                                     "X-Content-Type-Options": "nosniff",
+                                     "X-Load-Balancing-Endpoint-Weight": str(self.services[name][1])})
 
     async def sync(self, desired: dict[ServiceName, tuple[int, int]]) -> dict[ServiceName, str]:
         """Open and close listeners to match `desired`; returns the ones that could not be
