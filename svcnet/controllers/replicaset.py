@@ -49,6 +49,7 @@ from svcnet.api.errors import APIError
 from svcnet.api.resources import BY_KIND
 from svcnet.controllers.endpointslice import (CacheController, WorkQueue, meta, namespace_terminating,
                                               obj_key)
+from svcnet.events import event
 from svcnet.registry.workloads import selector_matches
 
 log = logging.getLogger("svcnet.controllers.replicaset")
@@ -145,26 +146,11 @@ def is_pod_available(pod: dict, min_ready_seconds: int, now: datetime) -> bool:
     return t is not None and (now - t).total_seconds() > min_ready_seconds
 
 
-def event_body(obj: dict, etype: str, reason: str, message: str, component: str,
-               now: datetime | None = None) -> dict:
-    """A core/v1 Event about `obj`, as client-go's event recorder writes it."""
-    m = meta(obj)
-    ts = fmt_time(now or now_utc())
-    return {"apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{m['name']}.{time.time_ns():x}", "namespace": m.get("namespace", "")},
-            "involvedObject": {"kind": obj.get("kind", ""), "apiVersion": obj.get("apiVersion", ""),
-                               "namespace": m.get("namespace", ""), "name": m["name"],
-                               "uid": m.get("uid", ""), "resourceVersion": m.get("resourceVersion", "")},
-            "reason": reason, "message": message, "type": etype,
-            "source": {"component": component}, "reportingComponent": component,
-            "firstTimestamp": ts, "lastTimestamp": ts, "count": 1}
-
-
 async def record_event(client, obj: dict, etype: str, reason: str, message: str,
                        component: str) -> None:
     """Best effort, as the event broadcaster: a failed Event never fails a sync."""
     try:
-        await client.create(EVENT, event_body(obj, etype, reason, message, component))
+        await client.create(EVENT, event(obj, etype, reason, message, component))
     except (APIError, OSError) as e:
         log.debug("event %s for %s not recorded: %s", reason, meta(obj).get("name"), e)
     except Exception as e:  # noqa: BLE001 - an Event is never worth a failed sync
