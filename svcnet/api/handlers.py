@@ -250,7 +250,10 @@ class ResourceHandlers:
                     rotated = os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
                 except FileNotFoundError:
                     break  # the pod is gone
-                if rotated:
+                if rotated:  # what the old file got between the read above and its rotation
+                    out = renderer.feed(f.read())
+                    if out:
+                        await resp.write(out)
                     f.close()
                     f = open(path, "rb")
                 elif not running:
