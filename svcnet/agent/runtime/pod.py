@@ -52,8 +52,8 @@ log = logging.getLogger("svcnet.agent.runtime")
 STATE_FILE = "state.json"
 MIN_GRACE = 2.0  # the kubelet never gives a container less than 2 seconds to stop
 CONFIG_RETRY = 1.0  # seconds between attempts to start a container whose ConfigMap is missing
-HOOK_TIMEOUT = 300.0
-UNROUTE_WAIT = 5.0  # at most this long (within the grace period) for new connections to stop  # an exec or HTTP postStart hook that never ends is stopped after this
+HOOK_TIMEOUT = 300.0  # an exec or HTTP postStart hook that never ends is stopped after this
+UNROUTE_WAIT = 5.0  # at most this long (within the grace period) for new connections to stop
 
 
 def rfc3339(t: float | None = None) -> str:
