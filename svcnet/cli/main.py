@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                         "flag; an empty file: other names are REFUSED)")
     s.add_argument("--controllers", default="*",
                    help='controllers to run: "*" (all), names, "-name" to disable one; names: '
-                        "nodeipam, endpointslice, endpoints, garbagecollector, loadbalancer")
+                        "nodeipam, endpointslice, endpoints, garbagecollector, loadbalancer, "
+                        "replicaset, deployment")
     _lb_pool_arg(s)
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     a = sub.add_parser("agent", help="run a node agent against an API server")
@@ -99,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server to use")
     c.add_argument("--controllers", default="*",
                    help='"*" (all), names, "-name" to disable one; names: nodeipam, '
-                        "endpointslice, endpoints, garbagecollector, loadbalancer")
+                        "endpointslice, endpoints, garbagecollector, loadbalancer, replicaset, "
+                        "deployment")
     c.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod network for node IPAM")
     _lb_pool_arg(c)
     c.add_argument("--parent-pid", type=int, default=0,
@@ -254,7 +256,15 @@ async def _down(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "lb_pool", None):  # each range was checked alone; now together (overlaps)
+        from svcnet.controllers.lbipam import Pool
+
+        try:
+            Pool.parse(args.lb_pool)
+        except ValueError as e:
+            parser.error(str(e))
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

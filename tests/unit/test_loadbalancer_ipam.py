@@ -240,3 +240,16 @@ def test_servicelb_mode_keeps_off_the_api_servers_port():
     assert decide(svc("a", 6443), [], POOL, NODES, reserved).ips == ("192.168.1.240",)  # pools: fine
     assert lbipam.api_server_ports(api, ["10.0.0.1"]) == {}  # an API server elsewhere
     assert lbipam.api_server_ports(None, NODES) == {}
+
+
+def test_the_command_line_refuses_overlapping_pools_before_anything_starts(capsys):
+    """(`svcnet server` checks its --lb-pool the same way; a controller manager with no
+    kubeconfig is the command that starts nothing if the check were gone.)"""
+    from svcnet.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["controller-manager", "--kubeconfig", "/nonexistent",
+              "--lb-pool", "192.168.1.240/30", "--lb-pool", "192.168.1.242"])
+    assert e.value.code == 2
+    assert "--lb-pool ranges overlap: 192.168.1.240-192.168.1.243 and 192.168.1.242" in \
+        capsys.readouterr().err
