@@ -37,21 +37,24 @@ def full_dump(svcs: dict, sls: dict) -> str:
     return m.dump()
 
 
-def test_incremental_pieces_match_the_full_ruleset_through_random_changes():
-    rng = random.Random(7)
+def check_random_changes(rng: random.Random, n: int, actions: list[str], make_service,
+                         make_slice) -> tuple[dict, MergedState]:
+    """300 random changes to Services s0..s<n-1> and their slices, each applied as the
+    incremental piece a partial sync writes: the model must equal a full sync after every one.
+    make_service(i) and make_slice(i, nports) build the objects; returns the final Services and
+    merged state."""
     svcs: dict[int, dict] = {}
     sls: dict[int, dict] = {}
     merged = MergedState(NODE)
     model = Model()
     model.apply(full_transaction(merged.state()))
     for step in range(300):
-        i = rng.randrange(8)
-        action = rng.choice(["svc", "svc", "slice", "slice", "delete-slice", "delete-svc"])
+        i = rng.randrange(n)
+        action = rng.choice(actions)
         if action == "svc":
-            svcs[i] = service(i, rng.randint(1, 3), rng.random() < 0.4)
+            svcs[i] = make_service(i)
         elif action == "slice":
-            nports = len(svcs[i]["spec"]["ports"]) if i in svcs else 2
-            sls[i] = slices(i, rng.randint(0, 5), nports, lambda k: rng.random() < 0.8)
+            sls[i] = make_slice(i, len(svcs[i]["spec"]["ports"]) if i in svcs else 2)
         elif action == "delete-slice":
             sls.pop(i, None)
         else:
@@ -63,6 +66,15 @@ def test_incremental_pieces_match_the_full_ruleset_through_random_changes():
             model.apply(tx)
         assert model.dump() == full_dump(svcs, sls), f"diverged at step {step} ({action} s{i})"
     assert merged.state() == desired(list(svcs.values()), list(sls.values()), NODE)
+    return svcs, merged
+
+
+def test_incremental_pieces_match_the_full_ruleset_through_random_changes():
+    rng = random.Random(7)
+    check_random_changes(
+        rng, 8, ["svc", "svc", "slice", "slice", "delete-slice", "delete-svc"],
+        lambda i: service(i, rng.randint(1, 3), rng.random() < 0.4),
+        lambda i, nports: slices(i, rng.randint(0, 5), nports, lambda k: rng.random() < 0.8))
 
 
 def test_a_change_touches_only_its_own_elements():
@@ -121,30 +133,14 @@ def policy_service(i: int, rng) -> dict:
 
 def test_incremental_pieces_match_the_full_ruleset_with_policies_and_affinity():
     rng = random.Random(11)
-    svcs: dict[int, dict] = {}
-    sls: dict[int, dict] = {}
-    merged = MergedState(NODE)
-    model = Model()
-    model.apply(full_transaction(merged.state()))
-    for step in range(300):
-        i = rng.randrange(6)
-        action = rng.choice(["svc", "svc", "slice", "slice", "delete-svc"])
-        if action == "svc":
-            svcs[i] = policy_service(i, rng)
-        elif action == "slice":
-            nports = len(svcs[i]["spec"]["ports"]) if i in svcs else 2
-            sl = slices(i, rng.randint(0, 4), nports, lambda k: rng.random() < 0.8)
-            for ep in sl["endpoints"]:
-                ep["nodeName"] = rng.choice(["node-1", "node-2"])
-            sls[i] = sl
-        else:
-            svcs.pop(i, None)
-        piece = desired([svcs[i]], [sls[i]] if i in sls else [], NODE) if i in svcs else None
-        tx = Transaction()
-        merged.replace(("default", f"s{i}"), piece, tx)
-        if tx.ops:
-            model.apply(tx)
-        assert model.dump() == full_dump(svcs, sls), f"diverged at step {step} ({action} s{i})"
-    assert merged.state() == desired(list(svcs.values()), list(sls.values()), NODE)
+
+    def make_slice(i: int, nports: int) -> dict:
+        sl = slices(i, rng.randint(0, 4), nports, lambda k: rng.random() < 0.8)
+        for ep in sl["endpoints"]:
+            ep["nodeName"] = rng.choice(["node-1", "node-2"])
+        return sl
+
+    svcs, merged = check_random_changes(rng, 6, ["svc", "svc", "slice", "slice", "delete-svc"],
+                                        lambda i: policy_service(i, rng), make_slice)
     assert any(s.startswith("aff-") for s in merged.state().sets) or not any(
         s["spec"].get("sessionAffinity") for s in svcs.values())
