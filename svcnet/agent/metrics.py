@@ -11,10 +11,6 @@ import threading
 REGISTRY: list = []
 
 
-def exponential_buckets(start: float, factor: float, count: int) -> list[float]:
-    return [start * factor ** i for i in range(count)]
-
-
 # Latency buckets (seconds) fine where svcnet's latencies live: a partial nftables sync or an
 # endpoint change programmed takes 5-15 ms, a pod start 100-200 ms; coarse up to a minute.
 LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009,
