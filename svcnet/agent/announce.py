@@ -14,9 +14,9 @@ attract it). `externalIPs` are never announced: routing them to a node is the us
 as in Kubernetes.
 
 Announcing = holding each address as a /32 on a dummy link `svcnet-lb0` that the agent owns in
-its network namespace (an empty bridge where the kernel lacks the dummy driver). The kernel then answers ARP for it on the LAN interface (arp_ignore 0,
-the default) and the service proxy's nftables rules DNAT the traffic to the endpoints before it
-reaches any local socket. An address that is no longer wanted is deleted from the link; after
+its network namespace (an empty bridge where the kernel lacks the dummy driver). The kernel
+then answers ARP for it on the LAN interface (arp_ignore 0, the default) and the service
+proxy's nftables rules DNAT the traffic to the endpoints before it reaches any local socket. An address that is no longer wanted is deleted from the link; after
 adding one, a gratuitous ARP (an ARP announcement) goes out of the interface holding the node
 IP so that neighbours that cached another owner update at once.
 
