@@ -87,11 +87,14 @@ class Agent:
     def __init__(self, client: Client, data_dir: Path, node_name: str, node_ip: str,
                  cluster_cidr: str = "10.244.0.0/16", service_cidr: str = "10.96.0.0/12",
                  schedule: bool = True, metrics_addr: tuple[str, int] = ("127.0.0.1", 10249),
-                 nft: tuple[str, ...] = ("nft",), dns: dict | None = None):
+                 nft: tuple[str, ...] = ("nft",), dns: dict | None = None,
+                 resolv_conf: str = "/etc/resolv.conf"):
         """`dns`: run the cluster DNS server (svcnet.agent.dns.node.NodeDNS keyword arguments:
-        credentials, domain, resolv_conf); None: no DNS on this node."""
+        credentials, domain, resolv_conf); None: no DNS on this node. `resolv_conf`: the node's
+        resolvers, as the kubelet's --resolv-conf (pods with dnsPolicy Default use them)."""
         self.client = client
         self.dns = dns
+        self.resolv_conf = resolv_conf
         self.node_dns = None
         self.data_dir = data_dir
         self.node_name = node_name
@@ -117,7 +120,8 @@ class Agent:
         domain = (self.dns or {}).get("domain", "cluster.local")
         cluster_dns = str(ipaddress.ip_network(self.service_cidr).network_address + 10)  # kube-dns
         self.runtime = PodRuntime(self.data_dir, self.node_name, self.node_ip, pod_cidr,
-                                  self.service_cidr, cluster_dns=cluster_dns, cluster_domain=domain)
+                                  self.service_cidr, cluster_dns=cluster_dns, cluster_domain=domain,
+                                  resolv_conf=self.resolv_conf)
         write_node_state(self.data_dir, {"nodeName": self.node_name, "nodeIP": self.node_ip,
                                          "podCIDR": pod_cidr, "serviceCIDR": self.service_cidr})
         self.runtime.on_event = lambda pod, container, reason, message: self.tasks.append(

@@ -243,7 +243,7 @@ async def _agent(args: argparse.Namespace) -> int:
         client, Path(args.data_dir), args.node_name or socket.gethostname(),
         args.node_ip or netinfo.default_node_ip() or "127.0.0.1",
         args.cluster_cidr, args.service_cidr, schedule=not args.no_schedule,
-        dns=None if args.no_dns else {
+        resolv_conf=args.resolv_conf, dns=None if args.no_dns else {
             "credentials": _credential_args(args), "domain": args.cluster_domain,
             "resolv_conf": args.resolv_conf}))
 

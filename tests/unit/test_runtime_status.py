@@ -300,26 +300,39 @@ def test_unknown_image_without_command_is_a_clear_error():
     assert "has no command" in e.value.message
 
 
-def test_pod_files():
+def test_pod_files(tmp_path):
+    node_resolv = tmp_path / "resolv.conf"
+    node_resolv.write_text("# the node's resolvers\nnameserver 192.168.1.10\nsearch lan.example\n"
+                           "options timeout:2\n")
     pod = {"metadata": {"name": "web-1", "namespace": "shop"},
            "spec": {"hostname": "h1", "subdomain": "sub",
                     "hostAliases": [{"ip": "10.1.1.1", "hostnames": ["foo", "bar"]}],
                     "dnsConfig": {"options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
                                   "searches": ["example.com"]}}}
-    files = ct.pod_files(pod, "10.244.0.7", "10.96.0.10", "cluster.local")
-    assert files["resolv.conf"] == (
+    files = ct.pod_files(pod, "10.244.0.7", "10.96.0.10", "cluster.local", str(node_resolv))
+    assert files["resolv.conf"] == (  # the node's search domains follow the cluster's
         "nameserver 10.96.0.10\n"
-        "search shop.svc.cluster.local svc.cluster.local cluster.local example.com\n"
+        "search shop.svc.cluster.local svc.cluster.local cluster.local lan.example example.com\n"
         "options ndots:2 edns0\n")
     assert "10.244.0.7\th1.sub.shop.svc.cluster.local\th1\n" in files["hosts"]
     assert "127.0.0.1\tlocalhost\n" in files["hosts"]
     assert "10.1.1.1\tfoo\tbar\n" in files["hosts"]
     assert files["hostname"] == "h1\n"
     plain = ct.pod_files({"metadata": {"name": "p", "namespace": "default"}, "spec": {}},
-                         "10.244.0.9", "10.96.0.10", "cluster.local")
+                         "10.244.0.9", "10.96.0.10", "cluster.local", "/nonexistent")
     assert plain["resolv.conf"] == ("nameserver 10.96.0.10\nsearch default.svc.cluster.local "
                                     "svc.cluster.local cluster.local\noptions ndots:5\n")
     assert plain["hosts"].endswith("10.244.0.9\tp\n")
+    # dnsPolicy Default: the node's resolvers as --resolv-conf names them, not /etc/resolv.conf
+    default = ct.pod_files({"metadata": {"name": "p", "namespace": "default"},
+                            "spec": {"dnsPolicy": "Default"}},
+                           "10.244.0.9", "10.96.0.10", "cluster.local", str(node_resolv))
+    assert default["resolv.conf"] == ("nameserver 192.168.1.10\nsearch lan.example\n"
+                                      "options timeout:2\n")
+    empty = ct.pod_files({"metadata": {"name": "p", "namespace": "default"},
+                          "spec": {"dnsPolicy": "Default"}},
+                         "10.244.0.9", "10.96.0.10", "cluster.local", "/dev/null")
+    assert empty["resolv.conf"] == ""
 
 
 @pytest.mark.parametrize("seconds,text", [(10, "10s"), (20, "20s"), (80, "1m20s"),

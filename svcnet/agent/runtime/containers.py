@@ -248,6 +248,28 @@ def launch_for(pod: dict, container: dict, service_env: dict[str, str],
                   image_id=image_id)
 
 
+def node_resolver(path: str) -> tuple[list[str], list[str], list[str]]:
+    """(nameservers, search domains, options) of a resolv.conf; empty if it cannot be read."""
+    nameservers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return nameservers, searches, options
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith(("#", ";")):
+            continue
+        if words[0] == "nameserver" and len(words) > 1:
+            nameservers.append(words[1])
+        elif words[0] in ("search", "domain"):
+            searches = words[1:]
+        elif words[0] == "options":
+            options += words[1:]
+    return nameservers, searches, options
+
+
 def pod_files(pod: dict, pod_ip: str | None, cluster_dns: str, cluster_domain: str,
               node_resolv: str = "/etc/resolv.conf") -> dict[str, str]:
     """The pod's /etc/resolv.conf, /etc/hosts and /etc/hostname, as the kubelet writes them."""
@@ -263,23 +285,13 @@ def pod_files(pod: dict, pod_ip: str | None, cluster_dns: str, cluster_domain: s
     searches: list[str] = []
     options: list[str] = []
     if policy == "ClusterFirst":
+        # the kubelet: the cluster's search domains, then the node's (from --resolv-conf)
         nameservers = [cluster_dns]
         searches = [f"{ns}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain]
+        searches += [d for d in node_resolver(node_resolv)[1] if d not in searches]
         options = ["ndots:5"]
-    elif policy == "Default":
-        try:
-            for line in Path(node_resolv).read_text().splitlines():
-                words = line.split()
-                if not words or words[0].startswith(("#", ";")):
-                    continue
-                if words[0] == "nameserver" and len(words) > 1:
-                    nameservers.append(words[1])
-                elif words[0] in ("search", "domain"):
-                    searches = words[1:]
-                elif words[0] == "options":
-                    options += words[1:]
-        except OSError:
-            pass
+    elif policy == "Default":  # the node's resolver configuration (--resolv-conf)
+        nameservers, searches, options = node_resolver(node_resolv)
     config = spec.get("dnsConfig") or {}
     for n in config.get("nameservers") or []:
         if n not in nameservers:

@@ -41,7 +41,8 @@ FINAL_STATUSES_KEPT = 1000
 class PodRuntime:
     def __init__(self, data_dir: Path, node_name: str, node_ip: str, pod_cidr: str,
                  service_cidr: str = "10.96.0.0/12", cluster_dns: str = "10.96.0.10",
-                 cluster_domain: str = "cluster.local", bridge: str = "svcnet0",
+                 cluster_domain: str = "cluster.local", resolv_conf: str = "/etc/resolv.conf",
+                 bridge: str = "svcnet0",
                  backoff_initial: float = 10.0, backoff_max: float = 300.0):
         self.data_dir = Path(data_dir)
         self.pods_dir = self.data_dir / "pods"
@@ -51,6 +52,7 @@ class PodRuntime:
         self.service_cidr = service_cidr
         self.cluster_dns = cluster_dns
         self.cluster_domain = cluster_domain
+        self.resolv_conf = resolv_conf  # the node's resolvers, for dnsPolicy Default (kubelet's flag)
         self.bridge = bridge
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max

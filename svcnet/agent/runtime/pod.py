@@ -263,7 +263,8 @@ class PodWorker:
 
     def write_files(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        made = ct.pod_files(self.pod, self.pod_ip, self.rt.cluster_dns, self.rt.cluster_domain)
+        made = ct.pod_files(self.pod, self.pod_ip, self.rt.cluster_dns, self.rt.cluster_domain,
+                            self.rt.resolv_conf)
         for name, target in (("resolv.conf", "resolv.conf"), ("hosts", "etc.hosts"),
                              ("hostname", "etc.hostname")):
             path = self.dir / target
