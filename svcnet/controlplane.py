@@ -192,12 +192,12 @@ class ControlPlane:
         """kube-system/kube-dns: the tenth service IP (10.96.0.10 by default), ports `dns` 53/UDP
         and `dns-tcp` 53/TCP, without a selector: each node agent publishes its DNS server in
         an EndpointSlice of its own. Created when missing; never changed afterwards."""
-        import ipaddress
+        from svcnet.agent.dns import cluster_dns_ip
 
         reg = self.registry
         if await reg.try_get(SERVICE, "kube-system", "kube-dns") is not None:
             return
-        ip = str(ipaddress.ip_network(self.opts.service_cidr).network_address + 10)
+        ip = cluster_dns_ip(self.opts.service_cidr)
         body = {"metadata": {"name": "kube-dns", "namespace": "kube-system",
                              "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
                                         "kubernetes.io/name": "KubeDNS"}},

@@ -19,7 +19,6 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 from pathlib import Path
@@ -30,6 +29,7 @@ from svcnet.agent import metrics
 from svcnet.agent.envvars import pod_service_env
 from svcnet.agent.node import NodeAgent
 from svcnet.agent.announce import Announcer
+from svcnet.agent.dns import cluster_dns_ip
 from svcnet.agent.proxy.healthcheck import HealthChecks
 from svcnet.agent.proxy.proxier import SYNC_DURATION, Proxier
 from svcnet.agent.proxy.ruleset import NodeInfo
@@ -118,7 +118,7 @@ class Agent:
         pod_cidr = await self.node.wait_for_pod_cidr()
         self.node.start()
         domain = (self.dns or {}).get("domain", "cluster.local")
-        cluster_dns = str(ipaddress.ip_network(self.service_cidr).network_address + 10)  # kube-dns
+        cluster_dns = cluster_dns_ip(self.service_cidr)
         self.runtime = PodRuntime(self.data_dir, self.node_name, self.node_ip, pod_cidr,
                                   self.service_cidr, cluster_dns=cluster_dns, cluster_domain=domain,
                                   resolv_conf=self.resolv_conf)
