@@ -94,6 +94,16 @@ CLUSTER_CIDR = "10.244.0.0/16"
 # the node) direct to the pod, its NodePort, a server on the node itself (the LAN path's limit)
 RPS_PATHS = ("direct", "clusterip", "laptop_direct", "nodeport", "laptop_host")
 LATENCY_PATHS = ("direct", "clusterip", "laptop_direct", "nodeport")
+# issue 5's LoadBalancer and policy paths, from the laptop to the same pod (be-0): an address from
+# --lb-pool (inside the world's LAN) with eTP Cluster, with eTP Local, with
+# loadBalancerSourceRanges that allow the laptop, with sessionAffinity ClientIP
+LB_POOL = "192.168.1.240-192.168.1.250"
+LB_PATHS = ("lb", "lb_local", "lb_ranges", "lb_affinity")
+LB_SPECS = {"lb": {}, "lb_local": {"externalTrafficPolicy": "Local"},
+            "lb_ranges": {"loadBalancerSourceRanges": ["{laptop}/32"]},
+            "lb_affinity": {"sessionAffinity": "ClientIP"}}
+# the order of a round (reversed every other round): the LB paths next to their references
+ROUND_ORDER = ("direct", "clusterip", "laptop_direct", "nodeport", *LB_PATHS, "laptop_host")
 
 TARGET_READY_P99_MS = 500.0
 TARGET_PROG_P99_MS = 50.0
@@ -225,6 +235,52 @@ async def metrics() -> dict:
 
     async with aiohttp.ClientSession() as s, s.get("http://127.0.0.1:10249/metrics") as r:
         return parse_metrics(await r.text())
+
+
+def curl(prefix: list[str], url: str, timeout: float = 1.0) -> str | None:
+    """The body of GET url (`prefix` is e.g. `ip netns exec NS`), or None when it fails."""
+    p = subprocess.run([*prefix, "curl", "-s", "--max-time", f"{timeout:g}", url], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+async def lb_services(api: Api, cfg: dict) -> dict:
+    """Issue 5's LoadBalancer paths: one LoadBalancer Service per entry of LB_SPECS, each selecting
+    be-0 (the pod behind `web`); waits for each address from --lb-pool to answer be-0 from the
+    laptop (so the node announces it), then checks that each policy is the path measured: eTP
+    Local keeps the laptop's address (eTP Cluster does not), and the source ranges drop the scratch
+    host (192.168.1.20, on the same LAN), which reaches the eTP Cluster address. Path -> address."""
+    laptop = ["ip", "netns", "exec", cfg["laptop_ns"]]
+    for k in LB_PATHS:
+        spec = json.loads(json.dumps(LB_SPECS[k]).replace("{laptop}", cfg["laptop_ip"]))
+        await api.req("POST", f"/api/v1/namespaces/{NS}/services",
+                      service_body(k.replace("_", "-"), NS, {"pod": "be-0"}, type="LoadBalancer", **spec))
+    ips: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    while len(ips) < len(LB_PATHS):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"LoadBalancer addresses not assigned within 60 s (have {ips})")
+        await asyncio.sleep(0.2)
+        for k in LB_PATHS:
+            svc = await api.req("GET", f"/api/v1/namespaces/{NS}/services/{k.replace('_', '-')}")
+            ingress = (svc.get("status", {}).get("loadBalancer") or {}).get("ingress") or []
+            if ingress and ingress[0].get("ip"):
+                ips[k] = ingress[0]["ip"]
+    for k, ip in ips.items():
+        deadline = time.monotonic() + 30
+        while curl(laptop, f"http://{ip}/hostname") != "be-0":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"LoadBalancer {k} {ip} never answered be-0 from the laptop")
+            await asyncio.sleep(0.05)
+    seen = {k: curl(laptop, f"http://{ips[k]}/clientip") for k in ("lb", "lb_local")}
+    if not (seen["lb_local"] or "").startswith(cfg["laptop_ip"] + ":") \
+            or (seen["lb"] or "").startswith(cfg["laptop_ip"] + ":"):
+        raise RuntimeError(f"client address seen by the pod not as the traffic policies say: {seen}")
+    scratch = ["ip", "netns", "exec", cfg["scratch_ns"]]
+    if curl(scratch, f"http://{ips['lb']}/hostname", 2) != "be-0" \
+            or curl(scratch, f"http://{ips['lb_ranges']}/hostname") is not None:
+        raise RuntimeError("loadBalancerSourceRanges not in effect: the scratch host reaches "
+                           f"{ips['lb_ranges']}, or does not reach {ips['lb']}")
+    return ips
 
 
 def connect_times(ip: str, port: int, n: int) -> list[float]:
@@ -482,7 +538,7 @@ async def inner(cfg: dict, R: dict) -> dict:
                            p for p in children(server_pid) if "controller-manager" in cmdline(p)))}
 
         # ---- 5: requests/s, interleaved rounds
-        log(f"requests/s with wrk, {cfg['rps_rounds']} rounds of {len(RPS_PATHS)} x {cfg['wrk_s']} s")
+        log(f"requests/s with wrk, {cfg['rps_rounds']} rounds of {len(ROUND_ORDER)} x {cfg['wrk_s']} s")
         laptop = ["ip", "netns", "exec", cfg["laptop_ns"]]
         # The physical limit of the LAN path: a netexec on the node's own network (not a pod).
         host_server = subprocess.Popen(
@@ -500,18 +556,27 @@ async def inner(cfg: dict, R: dict) -> dict:
                        "laptop_direct": (laptop, f"http://{be[0]}:8080/hostname"),
                        "nodeport": (laptop, f"http://{cfg['node_ip']}:{NODEPORT}/hostname"),
                        "laptop_host": (laptop, f"http://{cfg['node_ip']}:18080/hostname")}
+            try:  # without them, the other paths are still measured
+                lb_ips = await lb_services(api, cfg)
+                targets.update({k: (laptop, f"http://{ip}/hostname") for k, ip in lb_ips.items()})
+                R["lb"] = {"addresses": lb_ips}
+            except Exception as e:  # noqa: BLE001
+                R["lb"] = {"error": f"{type(e).__name__}: {e}"}
+                log(f"LoadBalancer paths not measured: {R['lb']['error']}")
+            order = [k for k in ROUND_ORDER if k in targets]
             for prefix, url in targets.values():  # warm up every path (ARP, conntrack, the server)
                 wrk(prefix, url, 1)
-            runs: dict[str, list[dict]] = {k: [] for k in RPS_PATHS}
+            runs: dict[str, list[dict]] = {k: [] for k in order}
             for r in range(cfg["rps_rounds"]):
                 # A B C ... then ... C B A: each pair is measured side by side, linear drift cancels
-                for k in RPS_PATHS if r % 2 == 0 else RPS_PATHS[::-1]:
+                for k in order if r % 2 == 0 else order[::-1]:
                     runs[k].append(wrk(*targets[k], cfg["wrk_s"]))
             # per-request time over one keep-alive connection: the path's own cost, barely touched
             # by how busy the machine is (the server is never saturated)
-            one = {k: [] for k in LATENCY_PATHS}
+            one_order = [k for k in order if k in LATENCY_PATHS + LB_PATHS]
+            one = {k: [] for k in one_order}
             for r in range(cfg["rps_rounds"]):
-                for k in LATENCY_PATHS if r % 2 == 0 else LATENCY_PATHS[::-1]:
+                for k in one_order if r % 2 == 0 else one_order[::-1]:
                     one[k].append(wrk(*targets[k], 2, threads=1, connections=1)["p50_ms"])
             R["rps"] = {"services": total, "runs": runs, "one_connection_p50_ms": one}
         finally:
@@ -554,7 +619,8 @@ async def inner(cfg: dict, R: dict) -> dict:
         full["nft_create_s"], full["nft_replace_s"] = times[0], min(times[1:])
         R["full"] = full
         log("partial sync and the kube-proxy-shaped ruleset in the scratch namespace")
-        R["shapes"] = compare_shapes(cfg, services, slices, node, cfg["updates"])
+        if any(s["metadata"]["namespace"] == LOAD_NS for s in slices):  # none with --sizes ''
+            R["shapes"] = compare_shapes(cfg, services, slices, node, cfg["updates"])
     finally:
         await api.s.close()
     return R
@@ -575,7 +641,7 @@ def summarize(R: dict) -> list[dict]:
                      "note": note})
 
     p = R.get("pods")
-    if p:
+    if p and p["reach"]:
         p99 = ms(percentile(p["reach"], 0.99))
         ok = (p99 is not None and p99 <= TARGET_READY_P99_MS and not p["failed"])
         row(f"1 pod created -> reachable via its ClusterIP ({p['n']} pods)",
@@ -583,7 +649,8 @@ def summarize(R: dict) -> list[dict]:
             f"-> Ready (watch) p50 {ms(percentile(p['ready'], .5)) or 0:.0f} / p99 {ms(percentile(p['ready'], .99)) or 0:.0f} ms",
             "", f"p99 <= {TARGET_READY_P99_MS:.0f} ms", ok, f"{len(p['failed'])} never reachable" if p["failed"] else "")
     else:
-        row("1 pod created -> reachable", "-", "-", "", f"p99 <= {TARGET_READY_P99_MS:.0f} ms", None, "not reached")
+        row("1 pod created -> reachable", "-", "-", "", f"p99 <= {TARGET_READY_P99_MS:.0f} ms", None,
+            f"{len(p['failed'])} of {p['n']} pods never reachable" if p and p["failed"] else "not reached")
     progs = R.get("prog") or []
     for pr in progs:
         p50, p99 = ms(percentile(pr["lat"], .5)), ms(percentile(pr["lat"], .99))
@@ -640,6 +707,17 @@ def summarize(R: dict) -> list[dict]:
             + (f"; per request on 1 connection: NodePort {d['nodeport_extra_us']:+.1f} us, ClusterIP "
                f"{d['clusterip_extra_us']:+.1f} us over direct" if "nodeport_extra_us" in d else "")
             + (f"; errors: {d['errors']}" if d["errors"] else ""))
+        what = {"lb": "LoadBalancer (eTP Cluster)", "lb_local": "LoadBalancer eTP Local",
+                "lb_ranges": "LoadBalancer with loadBalancerSourceRanges", "lb_affinity": "LoadBalancer sessionAffinity ClientIP"}
+        for k in LB_PATHS if "lb_ratio" in d else ():
+            row(f"5 requests/s, {what[k]} from the laptop", f"{d[f'{k}_rps']:.0f} req/s",
+                f"laptop -> node -> pod IP (routed) {d['laptop_direct_rps']:.0f} req/s", f"{d[f'{k}_ratio']:.2f}x",
+                f">= {TARGET_RPS_RATIO}x", d[f"{k}_ratio"] >= TARGET_RPS_RATIO,
+                f"per-round ratios {d[f'{k}_ratios']}; {d[f'{k}_vs_nodeport_ratio']:.2f}x of the NodePort"
+                + (f"; per request on 1 connection {d[f'{k}_extra_us']:+.1f} us over laptop direct"
+                   if f"{k}_extra_us" in d else ""))
+        if "lb_missing" in d:
+            row("5 requests/s, LoadBalancer paths", "-", "-", "", f">= {TARGET_RPS_RATIO}x", None, d["lb_missing"])
     else:
         row("5 requests/s", "-", "-", "", f">= {TARGET_RPS_RATIO}x", None, d["missing"])
     ps = sections(R)["partial_sync"]
@@ -667,7 +745,8 @@ def sections(R: dict) -> dict:
     rps = R.get("rps")
     if rps and all(x["rps"] for k in RPS_PATHS for x in rps["runs"][k]):
         runs = rps["runs"]
-        rates = {k: [x["rps"] for x in runs[k]] for k in RPS_PATHS}
+        lb_ok = all(k in runs and all(x["rps"] for x in runs[k]) for k in LB_PATHS)
+        rates = {k: [x["rps"] for x in runs[k]] for k in RPS_PATHS + (LB_PATHS if lb_ok else ())}
 
         def paired(a: str, b: str) -> list[float]:
             return [round(x / y, 3) for x, y in zip(rates[a], rates[b])]
@@ -685,19 +764,33 @@ def sections(R: dict) -> dict:
             "nodeport_vs_host_ratio": median(paired("nodeport", "laptop_host")),
             "clusterip_ratios": paired("clusterip", "direct"), "nodeport_ratios": paired("nodeport", "laptop_direct"),
             **{f"{k}_best_rps": v for k, v in best.items()},
-            "p99_ms": {k: median([x["p99_ms"] for x in runs[k] if x["p99_ms"] is not None]) for k in RPS_PATHS},
-            "errors": "; ".join(sorted({f"{k}: {x['errors']}" for k in RPS_PATHS for x in runs[k] if x["errors"]})),
+            "p99_ms": {k: median([x["p99_ms"] for x in runs[k] if x["p99_ms"] is not None]) for k in rates},
+            "errors": "; ".join(sorted({f"{k}: {x['errors']}" for k in rates for x in runs[k] if x["errors"]})),
             "target": f"ratios >= {TARGET_RPS_RATIO}"}
-        out["dataplane"]["pass"] = min(out["dataplane"]["clusterip_ratio"],
-                                       out["dataplane"]["nodeport_ratio"]) >= TARGET_RPS_RATIO
+        judged = ["clusterip_ratio", "nodeport_ratio"]
+        # issue 5: each LoadBalancer/policy path from the laptop vs the laptop's routed direct path
+        # to the pod (`lb_ratio` ...: judged) and vs the NodePort (`lb_vs_nodeport_ratio` ...)
+        if lb_ok:
+            for k in LB_PATHS:
+                out["dataplane"].update({f"{k}_ratio": median(paired(k, "laptop_direct")),
+                                         f"{k}_vs_nodeport_ratio": median(paired(k, "nodeport")),
+                                         f"{k}_ratios": paired(k, "laptop_direct")})
+            out["dataplane"]["lb_addresses"] = R["lb"]["addresses"]
+            judged += [f"{k}_ratio" for k in LB_PATHS]
+        else:
+            out["dataplane"]["lb_missing"] = (R.get("lb") or {}).get("error") or "LoadBalancer paths not measured"
+        out["dataplane"]["target"] = f"{', '.join(judged)} >= {TARGET_RPS_RATIO}"
         one = rps.get("one_connection_p50_ms") or {}
-        if all(one.get(k) and None not in one[k] for k in LATENCY_PATHS):
-            p50 = {k: min(one[k]) * 1e3 for k in LATENCY_PATHS}  # the least disturbed round
-            out["dataplane"].update({f"{k}_1conn_p50_us": v for k, v in p50.items()})
-            out["dataplane"]["clusterip_extra_us"] = p50["clusterip"] - p50["direct"]
-            out["dataplane"]["nodeport_extra_us"] = p50["nodeport"] - p50["laptop_direct"]
-        out["dataplane"]["pass"] = min(out["dataplane"]["clusterip_ratio"],
-                                       out["dataplane"]["nodeport_ratio"]) >= TARGET_RPS_RATIO
+        for paths, ref in ((LATENCY_PATHS, None), (LB_PATHS, "laptop_direct")):
+            if all(one.get(k) and None not in one[k] for k in paths + ((ref,) if ref else ())):
+                p50 = {k: min(one[k]) * 1e3 for k in paths}  # the least disturbed round
+                out["dataplane"].update({f"{k}_1conn_p50_us": v for k, v in p50.items()})
+                if ref:
+                    out["dataplane"].update({f"{k}_extra_us": p50[k] - min(one[ref]) * 1e3 for k in paths})
+                else:
+                    out["dataplane"]["clusterip_extra_us"] = p50["clusterip"] - p50["direct"]
+                    out["dataplane"]["nodeport_extra_us"] = p50["nodeport"] - p50["laptop_direct"]
+        out["dataplane"]["pass"] = min(out["dataplane"][k] for k in judged) >= TARGET_RPS_RATIO
     else:
         out["dataplane"] = missing("requests/s")
     cs, cl = R.get("connect_small"), R.get("connect_large")
@@ -796,6 +889,8 @@ def outer(args) -> int:
         world.run("laptop", "ip", "route", "add", CLUSTER_CIDR, "via", world.address("node"), check=True)
         server = world.spawn("node", sys.executable, "-m", "svcnet.cli.main", "server", "--data-dir", str(data),
                              "--node-ip", world.address("node"), "--node-name", "node1",
+                             # LoadBalancer addresses inside the world's own LAN, announced by the node
+                             "--lb-pool", LB_POOL,
                              stdout=open(work / "server.log", "ab"), stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + 60
         kubeconfig = data / "kubeconfig"
@@ -810,6 +905,7 @@ def outer(args) -> int:
         cfg = {"url": url, "token": (data / "admin-token").read_text().strip(),
                "cafile": str(data / "pki" / "ca.crt"), "server_pid": server.pid, "work": str(work),
                "laptop_ns": world.ns("laptop"), "scratch_ns": world.ns("scratch"),
+               "laptop_ip": world.address("laptop"),
                "node_ip": world.address("node"), "node_name": "node1",
                "pods": args.pods, "sizes": args.sizes, "samples": args.samples,
                "connects": args.connects, "wrk_s": args.wrk_seconds, "rps_rounds": args.rps_rounds,
@@ -858,6 +954,10 @@ def outer(args) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer pods and samples, shorter wrk runs")
+    p.add_argument("--pods", type=int, help="pods for pod -> reachable (0: skip it)")
+    p.add_argument("--sizes", help="comma-separated Service counts for programming latency ('': skip it)")
+    p.add_argument("--rps-rounds", type=int, help="interleaved rounds of wrk runs")
+    p.add_argument("--wrk-seconds", type=float, help="seconds of each wrk run")
     p.add_argument("--inner", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--nft-times", nargs="+", help=argparse.SUPPRESS)
@@ -887,8 +987,13 @@ def main() -> int:
             R["error"], rc = f"{type(e).__name__}: {e}", 1
         Path(args.out).write_text(json.dumps(R))
         return rc
+    given = {"pods": args.pods, "wrk_seconds": args.wrk_seconds, "rps_rounds": args.rps_rounds,
+             "sizes": None if args.sizes is None else [int(x) for x in args.sizes.split(",") if x]}
     (args.pods, args.samples, args.connects, args.wrk_seconds, args.rps_rounds, args.updates,
      args.sizes) = ((20, 100, 500, 2, 8, 20, [1000]) if args.quick else (50, 300, 500, 3, 10, 40, [1000, 10000]))
+    for k, v in given.items():
+        if v is not None:
+            setattr(args, k, v)
     return outer(args)
 
 

@@ -42,7 +42,7 @@ from bench.common import RESULTS_DIR, log, machine, machine_cpu_seconds  # noqa:
 
 # name, script, time budget in seconds (quick, full)
 BENCHMARKS = (
-    ("dataplane", "bench/dataplane.py", (420, 1200)),
+    ("dataplane", "bench/dataplane.py", (600, 1500)),
     ("api", "bench/api.py", (240, 600)),
     ("dns", "bench/dns.py", (180, 400)),
     ("deployments", "bench/deployments.py", (300, 600)),
@@ -52,7 +52,10 @@ BENCHMARKS = (
 # The fields issue 7 requires in each section (all numbers), and how the table shows them:
 # section -> [(field, label, format)]; fields after the required ones are shown when present.
 REQUIRED = {
-    "dataplane": ["direct_rps", "clusterip_rps", "nodeport_rps", "clusterip_ratio", "nodeport_ratio"],
+    "dataplane": ["direct_rps", "clusterip_rps", "nodeport_rps", "clusterip_ratio", "nodeport_ratio",
+                  # issue 5: LoadBalancer and policy paths / the laptop's routed direct path
+                  "lb_rps", "lb_ratio", "lb_local_rps", "lb_local_ratio", "lb_ranges_rps", "lb_ranges_ratio",
+                  "lb_affinity_rps", "lb_affinity_ratio"],
     "first_packet": ["services_small", "services_large", "p50_us_small", "p50_us_large", "ratio_p50"],
     "programming_latency": ["services", "p50_ms", "p99_ms"],
     "full_sync": ["services", "endpoints", "svcnet_s", "raw_nft_s", "ratio", "kubeproxy_shape_nft_s"],
@@ -69,9 +72,22 @@ SHOW = {
                   ("laptop_direct_rps", "laptop -> pod IP routed via the node", "{:,.0f} req/s"),
                   ("nodeport_rps", "laptop -> NodePort", "{:,.0f} req/s"),
                   ("nodeport_ratio", "NodePort / laptop direct", "{:.2f}x"),
+                  ("lb_rps", "laptop -> LoadBalancer address (eTP Cluster)", "{:,.0f} req/s"),
+                  ("lb_ratio", "LoadBalancer / laptop direct", "{:.2f}x"),
+                  ("lb_local_rps", "laptop -> LoadBalancer, eTP Local", "{:,.0f} req/s"),
+                  ("lb_local_ratio", "LoadBalancer eTP Local / laptop direct", "{:.2f}x"),
+                  ("lb_ranges_rps", "laptop -> LoadBalancer, loadBalancerSourceRanges", "{:,.0f} req/s"),
+                  ("lb_ranges_ratio", "LoadBalancer source ranges / laptop direct", "{:.2f}x"),
+                  ("lb_affinity_rps", "laptop -> LoadBalancer, sessionAffinity ClientIP", "{:,.0f} req/s"),
+                  ("lb_affinity_ratio", "LoadBalancer affinity / laptop direct", "{:.2f}x"),
+                  ("lb_vs_nodeport_ratio", "LoadBalancer / NodePort", "{:.2f}x"),
                   ("laptop_host_rps", "laptop -> a server on the node itself", "{:,.0f} req/s"),
                   ("clusterip_extra_us", "ClusterIP - direct, per request on 1 connection (p50)", "{:+.1f} us"),
                   ("nodeport_extra_us", "NodePort - laptop direct, per request on 1 connection (p50)", "{:+.1f} us"),
+                  ("lb_extra_us", "LoadBalancer - laptop direct, per request on 1 connection (p50)", "{:+.1f} us"),
+                  ("lb_local_extra_us", "LB eTP Local - laptop direct, same", "{:+.1f} us"),
+                  ("lb_ranges_extra_us", "LB source ranges - laptop direct, same", "{:+.1f} us"),
+                  ("lb_affinity_extra_us", "LB affinity - laptop direct, same", "{:+.1f} us"),
                   ("laptop_direct_1conn_p50_us", "laptop direct, per request on 1 connection (p50)", "{:.0f} us")],
     "first_packet": [("p50_us_small", "connect() p50, {services_small} Services", "{:.0f} us"),
                      ("p50_us_large", "connect() p50, {services_large} Services", "{:.0f} us"),
