@@ -37,6 +37,10 @@ Definitions (all times from time.perf_counter in the measuring process, in the n
    pod network goes through the node (the benchmark adds it in its own laptop namespace), the pod
    IP directly (LAN -> node forwarding -> veth -> pod) vs the NodePort (the same path plus DNAT
    and masquerade), and a server on the node itself (the LAN path's limit). Target >= 0.95x.
+   Issue 5's LoadBalancer and policy paths in the same rounds, from the laptop to the same pod:
+   addresses from --lb-pool (inside the world's LAN, announced by the node) of four LoadBalancer
+   Services: eTP Cluster, eTP Local, loadBalancerSourceRanges allowing the laptop, sessionAffinity
+   ClientIP; each vs the laptop's routed direct path (judged, >= 0.95x) and vs the NodePort.
    Beside it, the per-request time over one keep-alive connection (wrk -c1, p50, the best
    round) on the same paths: NodePort minus direct is the cost the path adds to a request, in microseconds, which a
    busy machine disturbs much less than a saturated throughput run.
