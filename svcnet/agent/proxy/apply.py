@@ -9,6 +9,7 @@ table's state is unknown: the caller must treat it like any failure and sync ful
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Sequence
 
@@ -18,9 +19,15 @@ from svcnet.agent.proxy.nft import NftError, Transaction
 def apply(tx: Transaction | str, nft: Sequence[str] = ("nft",), timeout: float = 60.0) -> None:
     """Run `nft -f -` with the transaction's text; raise NftError with nft's stderr on failure."""
     text = tx.text() if isinstance(tx, Transaction) else tx
+    # nft reads the text from an in-memory file rather than a pipe: a pipe (2-5 MB for a full
+    # sync) would be fed by a thread of this process 64 KB at a time, each time waiting for the
+    # GIL while the agent's event loop runs.
     try:
-        proc = subprocess.run([*nft, "-f", "-"], input=text.encode(), capture_output=True,
-                              timeout=timeout)
+        with open(os.memfd_create("svcnet-nft"), "w+b") as stdin:
+            stdin.write(text.encode())
+            stdin.seek(0)
+            proc = subprocess.run([*nft, "-f", "-"], stdin=stdin, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, timeout=timeout)
     except FileNotFoundError as e:
         raise NftError(f"cannot run {' '.join(nft)}: {e.strerror}") from None
     except subprocess.TimeoutExpired:

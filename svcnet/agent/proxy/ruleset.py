@@ -297,6 +297,15 @@ class State:
         return tuple((ip, int(port)) for ip, port in targets)
 
 
+_INDICES: list[str] = []  # "0", "1", ...: endpoint indices as map key text, grown on demand
+
+
+def _indices(n: int) -> list[str]:
+    if len(_INDICES) < n:
+        _INDICES.extend(str(i) for i in range(len(_INDICES), n))
+    return _INDICES[:n]
+
+
 class _Endpoint(NamedTuple):
     target: str  # "ip . port", as the endpoint maps hold it
     ip: str
@@ -332,19 +341,26 @@ class _Builder:
         self.elements: dict[str, dict[str, str | None]] = {name: {} for name in CONTAINER_NAMES}
         self.chains: dict[str, tuple[str, ...]] = {}
         self.sets: dict[str, Set] = {}
+        self.gotos: dict[tuple[str, str, int], str] = {}
+        self.hairpin_ips: set[str] = set()
 
     def chain(self, kind: str, p: str, n: int) -> str:
-        name = f"{kind}-{p}-{n}"
-        if name not in self.chains:
+        """The verdict `goto <kind>-<p>-<n>`, adding that endpoint chain on first use (cached:
+        every service port asks)."""
+        goto = self.gotos.get((kind, p, n))
+        if goto is None:
+            name = f"{kind}-{p}-{n}"
             rules = ENDPOINT_CHAINS[kind]
             if kind in ("xl", "nl") and n == 0:
                 rules = rules[:-1]
             self.chains[name] = tuple(r.format(p=p, n=n, cluster_cidr=self.node.cluster_cidr)
                                       for r in rules)
-        return f"goto {name}"
+            goto = self.gotos[kind, p, n] = f"goto {name}"
+        return goto
 
     def indexed(self, container: str, prefix: str, endpoints: list[_Endpoint]) -> None:
-        self.elements[container].update([(f"{prefix}{i}", e.target) for i, e in enumerate(endpoints)])
+        self.elements[container].update(zip([prefix + i for i in _indices(len(endpoints))],
+                                            [e[0] for e in endpoints]))  # e.target, faster
 
     def service(self, svc: dict, slices) -> None:
         spec = svc.get("spec") or {}
@@ -379,7 +395,11 @@ class _Builder:
                 continue
             cluster, local = _endpoints(slices, port.get("name") or "", port.get("protocol") or "TCP",
                                         self.node.name)
-            self.elements["hairpin"].update(dict.fromkeys([f"{e.ip} . {e.ip}" for e in local]))
+            if local:  # pods are often endpoints of several ports and Services: each IP once
+                fresh = [e[1] for e in local if e[1] not in self.hairpin_ips]  # e.ip
+                if fresh:
+                    self.hairpin_ips.update(fresh)
+                    self.elements["hairpin"].update(dict.fromkeys([f"{ip} . {ip}" for ip in fresh]))
             sport = port["port"]
             nodeport = port.get("nodePort") if with_nodeports else None
             if ranges:
@@ -543,9 +563,15 @@ def _slices_by_service(slices: list[dict]) -> dict[tuple[str, str], list[dict]]:
     out: dict[tuple[str, str], list[dict]] = {}
     for s in slices:
         meta = s.get("metadata") or {}
-        name = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        labels = meta.get("labels")
+        name = labels.get("kubernetes.io/service-name") if labels else None
         if name and s.get("addressType") == "IPv4":
-            out.setdefault((meta.get("namespace", "default"), name), []).append(s)
+            key = (meta.get("namespace", "default"), name)
+            bucket = out.get(key)
+            if bucket is None:
+                out[key] = [s]
+            else:
+                bucket.append(s)
     return out
 
 
@@ -556,27 +582,30 @@ def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[l
     listed twice counts once, ready first."""
     ready: dict[tuple[bytes, int, str], bool] = {}  # (sort key, port, ip) -> local
     fallback: dict[tuple[bytes, int, str], bool] = {}
+    aton, local_nodes = socket.inet_aton, (None, node_name)  # this loop is hot: 50,000 endpoints
     for s in slices:
-        tport = next((sp.get("port") for sp in s.get("ports") or ()
-                      if (sp.get("name") or "") == port_name
-                      and (sp.get("protocol") or "TCP") == protocol), None)
+        for sp in s.get("ports") or ():
+            if (sp.get("name") or "") == port_name and (sp.get("protocol") or "TCP") == protocol:
+                tport = sp.get("port")
+                break
+        else:
+            continue
         if tport is None:
             continue
         for ep in s.get("endpoints") or ():
             addresses = ep.get("addresses")
             if not addresses:
                 continue
-            c = ep.get("conditions") or {}
-            if c.get("ready") is not False:
-                bucket = ready
-            elif c.get("serving") is not False and c.get("terminating") is True:
-                bucket = fallback
-            else:
+            c = ep.get("conditions")
+            if c and c.get("ready") is False:
+                if c.get("serving") is not False and c.get("terminating") is True:
+                    ip = addresses[0]
+                    fallback[aton(ip), tport, ip] = ep.get("nodeName") in local_nodes
                 continue
             ip = addresses[0]
-            bucket[(socket.inet_aton(ip), tport, ip)] = ep.get("nodeName") in (None, node_name)
+            ready[aton(ip), tport, ip] = ep.get("nodeName") in local_nodes
     cluster = _endpoint_list(ready)
-    local = [e for e in cluster if e.local]
+    local = [e for e in cluster if e[3]]  # e.local
     if not local and fallback:
         spare = _endpoint_list({k: v for k, v in fallback.items() if k not in ready})
         cluster = cluster or spare
