@@ -369,3 +369,66 @@ def test_queries_for_the_event_loop_are_bounded_while_it_is_busy():
         u.close()
         tcp.close()
     asyncio.run(main())
+
+
+def test_the_udp_thread_measures_its_own_latency_when_asked(monkeypatch):
+    from svcnet.agent.dns import udp as batch
+
+    if not batch.available():
+        pytest.skip("no recvmmsg")
+    monkeypatch.setenv(batch.TIMING_ENV, "1")
+
+    async def main():
+        r = Resolver(Catalog())
+        names = [f"{'s' * (i + 1)}.default.svc.cluster.local" for i in range(20)]  # lengths differ
+        for i, name in enumerate(names):
+            r.on_service("ADDED", None, svc(name.split(".")[0], f"10.96.0.{i + 1}"))
+        port = free_port()
+        u, tcp = await serve(r, "127.0.0.1", port)
+        assert u.timing.report()["queries"] == 0
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            for qid in range(200):  # a burst: several queries in each recvmmsg batch
+                s.sendto(encode_query(names[qid % 20], A, qid), ("127.0.0.1", port))
+            got = await loop.run_in_executor(None, lambda: [parse_message(s.recv(512)) for _ in range(200)])
+        # every answer matches its own question (each query was copied from its own slot)
+        assert sorted(m.id for m in got) == list(range(200))
+        assert all(ips(m) == [f"10.96.0.{m.id % 20 + 1}"] and m.questions[0][0] == names[m.id % 20]
+                   for m in got)
+        t = u.timing.report()
+        assert t["queries"] == 200 and 1 <= t["batches"] <= 200
+        assert 0 <= t["wait_p50_us"] <= t["total_p50_us"]
+        assert t["total_p99_us"] <= t["total_max_us"] < 2_000_000
+        assert u.timing.report()["queries"] == 0  # a report starts over
+        u.close()
+        tcp.close()
+    asyncio.run(main())
+
+
+def test_the_udp_thread_asks_for_a_short_scheduler_slice():
+    import threading
+
+    from svcnet.agent.dns import udp as batch
+
+    seen = {}
+
+    def probe():
+        sched = f"/proc/self/task/{threading.get_native_id()}/sched"
+        before = open(sched).read()
+        seen["ok"] = batch.short_slice()
+        seen["before"], seen["after"] = before, open(sched).read()
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    if "se.slice" not in seen["before"]:
+        pytest.skip("the kernel does not show se.slice (before 6.12?)")
+
+    def field(text, name):
+        return next(line.split(":")[1].strip() for line in text.splitlines() if line.startswith(name))
+
+    assert seen["ok"]
+    assert field(seen["after"], "se.slice") == str(batch.SLICE_NS)
+    assert field(seen["after"], "prio") == field(seen["before"], "prio")  # nice unchanged
+    assert field(open("/proc/self/sched").read(), "se.slice") != str(batch.SLICE_NS)  # only that thread

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
@@ -88,6 +89,9 @@ class DNSProcess:
             log.info("cluster DNS for %s answering on %s:%d (UDP, TCP); upstreams %s",
                      self.resolver.catalog.domain, host, port,
                      ", ".join(h for h, _ in self.forwarder.upstreams) or "none")
+        if any(getattr(udp, "timing", None) is not None for udp, _ in self.servers):
+            # `kill -USR2 PID` logs the UDP thread's own latency since the last report (udp.Timing)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, self._report_timing)
         if self.pid_file is not None:
             if not take_over(self.pid_file):
                 log.info("a newer cluster DNS server already serves; stepping down")
@@ -100,6 +104,12 @@ class DNSProcess:
             await asyncio.sleep(1)
         log.info("cluster DNS server superseded (pid file %s); stepping down", self.pid_file)
         self.done.set()
+
+    def _report_timing(self) -> None:
+        for udp, _ in self.servers:
+            if getattr(udp, "timing", None) is not None:
+                log.info("udp timing %s %s", udp.get_extra_info("sockname")[1],
+                            json.dumps(udp.timing.report()))
 
     def _on_namespace(self, kind: str, old: dict | None, new: dict | None) -> None:
         if new is None:
