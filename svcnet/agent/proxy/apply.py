@@ -20,8 +20,8 @@ def apply(tx: Transaction | str, nft: Sequence[str] = ("nft",), timeout: float =
     """Run `nft -f -` with the transaction's text; raise NftError with nft's stderr on failure."""
     text = tx.text() if isinstance(tx, Transaction) else tx
     # nft reads the text from an in-memory file rather than a pipe: a pipe (2-5 MB for a full
-    # sync) would be fed by a thread of this process 64 KB at a time, each time waiting for the
-    # GIL while the agent's event loop runs.
+    # sync) needs a thread of this process to refill it 64 KB at a time while nft parses, and
+    # that thread must take the GIL from the agent's event loop each time.
     try:
         with open(os.memfd_create("svcnet-nft"), "w+b") as stdin:
             stdin.write(text.encode())

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
-import gc
 import logging
 import shutil
 import time
@@ -62,19 +61,6 @@ def _parse_time(value: str | None) -> float | None:
         return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def _render(services: list[dict], slices: list[dict], node: ruleset.NodeInfo) -> ruleset.State:
-    """ruleset.desired for a full sync, with the cyclic garbage collector paused: the render
-    allocates some 10^5 objects per 10,000 Services, all kept (no cycles), and a collection
-    pass in the middle would traverse the informers' caches too for nothing."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return ruleset.desired(services, slices, node)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @dataclass
@@ -318,7 +304,8 @@ class Proxier:
                 # here, without yielding to the event loop in between.
                 memory = asyncio.get_running_loop().run_in_executor(None, self.affinity_memory, self.nft)
                 try:
-                    state = _render(snap_services, [s for b in snap_slices.values() for s in b], self.node)
+                    state = ruleset.desired(snap_services, [s for b in snap_slices.values() for s in b],
+                                            self.node)
                 except BaseException:
                     memory.cancel()
                     raise
