@@ -90,7 +90,8 @@ class DNSProcess:
                      self.resolver.catalog.domain, host, port,
                      ", ".join(h for h, _ in self.forwarder.upstreams) or "none")
         if any(getattr(udp, "timing", None) is not None for udp, _ in self.servers):
-            # `kill -USR2 PID` logs the UDP thread's own latency since the last report (udp.Timing)
+            # `kill -USR2 PID` starts measuring the UDP thread's own latency (udp.Timing); the
+            # next one logs what it measured and stops
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, self._report_timing)
         if self.pid_file is not None:
             if not take_over(self.pid_file):
@@ -107,9 +108,12 @@ class DNSProcess:
 
     def _report_timing(self) -> None:
         for udp, _ in self.servers:
-            if getattr(udp, "timing", None) is not None:
-                log.info("udp timing %s %s", udp.get_extra_info("sockname")[1],
-                            json.dumps(udp.timing.report()))
+            timing = getattr(udp, "timing", None)
+            if timing is not None and timing.active:
+                log.info("udp timing %s %s", udp.get_extra_info("sockname")[1], json.dumps(timing.report()))
+            elif timing is not None:
+                timing.start()
+                log.info("udp timing %s started", udp.get_extra_info("sockname")[1])
 
     def _on_namespace(self, kind: str, old: dict | None, new: dict | None) -> None:
         if new is None:

@@ -105,18 +105,25 @@ class Timing:
     queue, the thread's wake-up and run-queue delay, the GIL) and to the return of the batch's
     sendmmsg (`total`: what the server added to the client's latency). A client-side latency
     well above `total` was spent outside the server (the client's own scheduling). At most LIMIT
-    samples are kept between two reports, so memory stays bounded."""
+    samples are kept between two reports, so memory stays bounded. It measures only between
+    `start()` and `report()` (the per-query work would otherwise slow the throughput runs)."""
 
     LIMIT = 1 << 20
 
     def __init__(self):
+        self.active = False
         self.reset()
+
+    def start(self) -> None:
+        self.reset()
+        self.active = True
 
     def reset(self) -> None:
         self.wait, self.total = array("I"), array("I")
         self.batches = 0
 
     def add(self, ctrl_q, rmsg_q, n: int, t_recv: int, t_sent: int) -> None:
+        """A batch of n queries received at t_recv, their answers sent at t_sent."""
         self.batches += 1
         wait, total = self.wait, self.total
         for i in range(n):
@@ -127,8 +134,9 @@ class Timing:
             rmsg_q[8 * i + 5] = CTRL_BUF  # the kernel wrote the control data's length there
 
     def report(self) -> dict:
-        """Percentiles (microseconds) since the last report, then start over."""
+        """Percentiles (microseconds) since `start()`; measuring stops until the next."""
         wait, total, batches = self.wait, self.total, self.batches
+        self.active = False
         self.reset()
         out = {"queries": len(total), "batches": batches}
         for name, xs in (("wait", sorted(wait)), ("total", sorted(total))):
@@ -235,7 +243,7 @@ class BatchUDP:
             n = recvmmsg(fd, rmsg, n_, MSG_WAITFORONE, None)
             if n <= 0:
                 continue
-            if timing is not None:
+            if timing is not None and timing.active:
                 t_recv = time.time_ns()
             k = 0
             for i in range(n):
@@ -263,5 +271,6 @@ class BatchUDP:
                 k += 1
             if k:
                 sendmmsg(fd, smsg, k, 0)
-            if timing is not None:
+            if t_recv:
                 timing.add(ctrl_q, rmsg_q, n, t_recv, time.time_ns())
+                t_recv = 0
