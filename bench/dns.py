@@ -22,6 +22,12 @@ resolvers (svcnet's DNS gets an empty resolv.conf: it forwards nothing).
   (the servers in order, then in reverse order, ...); QPS as dnsperf reports it.
 - Latency: the same rounds with dnsperf `-Q` at half of dnsmasq's best QPS and `-v` (each answer
   with its latency, written to a file), p50/p99 over all answers.
+- Where svcnet's p99 goes: its servers run with SVCNET_DNS_TIMING, and around each half-load run
+  of the headline server SIGUSR2 starts and then reads its UDP thread's own latency per query
+  (kernel receive timestamp -> recvmmsg returned on the thread = `wait`, -> the answer's
+  sendmmsg returned = `total`; svcnet/agent/dns/udp.py `Timing`); each run also records the
+  server's CPU time per answer (dnsmasq's too). dnsperf's p99 minus the server's `total` p99 is
+  the client's side; a `wait` near `total` is a thread waiting for a CPU, not doing work.
 - A round runs the servers back to back, so a ratio within a round compares runs under about the
   same interference from other work: QPS and p99 are medians over the rounds, the ratio is the
   median of the per-round ratios; every round is kept in the JSON.
@@ -41,6 +47,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -137,16 +144,50 @@ def wait_answering(ns: Netns, port: int, queries: Path, proc: subprocess.Popen, 
     raise RuntimeError(f"DNS server on port {port} did not answer within {timeout} s")
 
 
-def interleaved(ns: Netns, ports: dict[str, int], queries: Path, seconds: float, rounds: int) -> dict:
+def server_timing(proc: subprocess.Popen, log_path: Path, timeout: float = 10) -> dict | None:
+    """SIGUSR2 to a `svcnet dns` started with SVCNET_DNS_TIMING: the first starts its UDP
+    thread's own latency measurement (udp.Timing: kernel receive timestamp -> sendmmsg returned),
+    the second logs it; returns what the second logged ({} after the first, None if nothing)."""
+    seen = log_path.read_text(errors="replace").count("udp timing ")
+    os.kill(proc.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if "udp timing " in ln]
+        if len(lines) > seen:
+            last = lines[-1].split("udp timing ", 1)[1].split(" ", 1)[1]
+            return {} if last == "started" else json.loads(last)
+        time.sleep(0.05)
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (its threads included)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def interleaved(ns: Netns, ports: dict[str, int], queries: Path, seconds: float, rounds: int,
+                procs: dict[str, subprocess.Popen] | None = None, timed: dict[str, Path] | None = None) -> dict:
     """`rounds` rounds of one dnsperf run per server (in order, then in reverse order, ...):
-    throughput runs, then runs at half of dnsmasq's best QPS; every run's figures."""
+    throughput runs, then runs at half of dnsmasq's best QPS; every run's figures. With `procs`,
+    each run also gets the server's CPU time per answer (`cpu_us_per_query`); a server in `timed`
+    (name -> its log) also gets its own latency per query in the half-load runs (`server`,
+    see server_timing), to tell the server's part of dnsperf's p99 from the client's."""
     names = list(ports)
+    procs, timed = procs or {}, timed or {}
     out = {k: {"throughput": [], "half_load": []} for k in names}
     for phase in ("throughput", "half_load"):
         qps = max(r["qps"] or 0 for r in out["dnsmasq"]["throughput"]) / 2 if phase == "half_load" else None
         for r in range(rounds):
             for k in names if r % 2 == 0 else names[::-1]:
-                out[k][phase].append(dnsperf(ns, ports[k], queries, seconds, qps))
+                measure_server = qps and k in timed and server_timing(procs[k], timed[k]) == {}
+                cpu0 = cpu_seconds(procs[k].pid) if k in procs else None
+                run = dnsperf(ns, ports[k], queries, seconds, qps)
+                if cpu0 is not None and run["completed"]:
+                    run["cpu_us_per_query"] = round((cpu_seconds(procs[k].pid) - cpu0) / run["completed"] * 1e6, 2)
+                if measure_server:
+                    run["server"] = server_timing(procs[k], timed[k])
+                out[k][phase].append(run)
     return out
 
 
@@ -203,11 +244,13 @@ def inner(n: int, seconds: float, rounds: int, work: Path, ns: Netns) -> dict:
                 sys.executable, "-m", "svcnet.cli.main", "dns", "--kubeconfig", str(server.data_dir / "kubeconfig"),
                 "--listen", f"127.0.0.1:{PORTS[name]}", "--resolv-conf", str(work / "resolv.conf"),
                 "--workers", str(workers), stdout=subprocess.DEVNULL,
-                stderr=open(work / f"{name}.log", "wb"), cwd=ROOT)
+                stderr=open(work / f"{name}.log", "wb"), cwd=ROOT, env=dict(os.environ, SVCNET_DNS_TIMING="1"))
         for name, proc in procs.items():
             wait_answering(ns, PORTS[name], queries, proc)  # also the warm-up
         log(f"dnsperf: {', '.join(procs)}, {rounds} interleaved rounds of {seconds:g} s")
-        R.update(interleaved(ns, PORTS, queries, seconds, rounds))
+        headline = f"svcnet_workers_{WORKERS[0]}"  # one process: its own latency can be asked for
+        single = {k: procs[k] for k in ("dnsmasq", headline)}  # one process each: its CPU is the server's
+        R.update(interleaved(ns, PORTS, queries, seconds, rounds, single, {headline: work / f"{headline}.log"}))
         for proc in procs.values():
             ns.stop(proc)
     finally:
@@ -254,6 +297,18 @@ def section(R: dict) -> dict:
     if not s or not d:
         out["missing"] = R.get("error") or "not measured"
         return out
+    def half(name: str, field) -> float | None:  # the median over the half-load runs
+        xs = [v for x in R[name]["half_load"] if (v := field(x)) is not None]
+        return median(xs) if xs else None
+
+    headline = f"svcnet_workers_{WORKERS[0]}"
+    out.update(  # where svcnet's p99 goes: its own share (kernel receive -> answer sent) and CPU
+        svcnet_server_p99_ms=half(headline, lambda x: (x.get("server") or {}).get("total_p99_us")),
+        svcnet_server_wait_p99_ms=half(headline, lambda x: (x.get("server") or {}).get("wait_p99_us")),
+        svcnet_cpu_us_per_query=half(headline, lambda x: x.get("cpu_us_per_query")),
+        dnsmasq_cpu_us_per_query=half("dnsmasq", lambda x: x.get("cpu_us_per_query")))
+    for k in ("svcnet_server_p99_ms", "svcnet_server_wait_p99_ms"):
+        out[k] = out[k] / 1000 if out[k] is not None else None
     ratios = [round(a / b, 3) for a, b in zip(s["qps"], d["qps"])]
     out.update(svcnet_qps=median(s["qps"]), ratio=median(ratios), ratios=ratios, p99_ms=median(s["p99_ms"]),
                svcnet_best_qps=max(s["qps"]), svcnet_best_p99_ms=min(s["p99_ms"], default=None),
