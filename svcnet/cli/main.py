@@ -41,10 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--repair-interval", type=float, default=180.0,
                    help="seconds between allocator repair passes (default 180)")
     s.add_argument("--no-agent", action="store_true", help="control plane only")
-    s.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster")
-    s.add_argument("--resolv-conf", default="/etc/resolv.conf",
-                   help="upstream nameservers of the cluster DNS for other names (as kubelet's "
-                        "flag; an empty file: other names are REFUSED)")
+    _dns_args(s)
     s.add_argument("--controllers", default="*",
                    help='controllers to run: "*" (all), names, "-name" to disable one; names: '
                         "nodeipam, endpointslice, endpoints, garbagecollector, loadbalancer, "
@@ -52,20 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     _lb_pool_arg(s)
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     a = sub.add_parser("agent", help="run a node agent against an API server")
-    a.add_argument("--kubeconfig", help="kubeconfig of the API server (or --server/--token-file)")
-    a.add_argument("--server", help="API server URL, e.g. https://192.168.1.2:6443")
-    a.add_argument("--token-file", help="file holding the bearer token")
-    a.add_argument("--ca-file", help="CA certificate of the API server")
+    _api_server_args(a)
     a.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="pod state, logs (default /var/lib/svcnet)")
     a.add_argument("--node-name", default=None, help="this node's name (default: hostname)")
     a.add_argument("--node-ip", default=None, help="this node's address (default: the default "
                    "route's interface address, else the first global IPv4 address)")
     a.add_argument("--cluster-cidr", default="10.244.0.0/16")
     a.add_argument("--service-cidr", default=DEFAULT_SERVICE_CIDR)
-    a.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster")
-    a.add_argument("--resolv-conf", default="/etc/resolv.conf",
-                   help="resolver configuration whose nameservers the cluster DNS forwards other "
-                        "names to (as kubelet's flag; an empty file: other names are REFUSED)")
+    _dns_args(a)
     a.add_argument("--no-dns", action="store_true", help="do not run the cluster DNS server")
     a.add_argument("--no-schedule", action="store_true",
                    help="do not bind pods that have no node to this node")
@@ -73,16 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     n = sub.add_parser("dns", help="run the cluster DNS server against an API server")
-    n.add_argument("--kubeconfig", help="kubeconfig of the API server (or --server/--token-file)")
-    n.add_argument("--server", help="API server URL, e.g. https://192.168.1.2:6443")
-    n.add_argument("--token-file", help="file holding the bearer token")
-    n.add_argument("--ca-file", help="CA certificate of the API server")
+    _api_server_args(n)
     n.add_argument("--listen", action="append", default=[],
                    help="ADDR[:PORT] to answer on, UDP and TCP (repeatable; default 127.0.0.1:53)")
-    n.add_argument("--cluster-domain", default="cluster.local", help="default cluster.local")
-    n.add_argument("--resolv-conf", default="/etc/resolv.conf",
-                   help="upstream nameservers for other names (default /etc/resolv.conf; "
-                        "none: other names are REFUSED)")
+    _dns_args(n)
     n.add_argument("--workers", type=int, default=1,
                    help="processes sharing the addresses with SO_REUSEPORT (default 1)")
     n.add_argument("--reuse-port", action="store_true",
@@ -118,6 +103,21 @@ def _lb_pool(value: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return value
+
+
+def _api_server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="kubeconfig of the API server (or --server/--token-file)")
+    p.add_argument("--server", help="API server URL, e.g. https://192.168.1.2:6443")
+    p.add_argument("--token-file", help="file holding the bearer token")
+    p.add_argument("--ca-file", help="CA certificate of the API server")
+
+
+def _dns_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster")
+    p.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                   help="upstream nameservers of the cluster DNS for other names, and of pods "
+                        "with dnsPolicy Default (as kubelet's flag; an empty file: other names "
+                        "are REFUSED)")
 
 
 def _lb_pool_arg(p: argparse.ArgumentParser) -> None:
