@@ -132,17 +132,20 @@ class Agent:
         await self.config_maps.synced.wait()
         self.runtime.config_map = self.config_maps.get
         await self.runtime.start()
-        if self.dns is not None:
-            from svcnet.agent.dns.node import NodeDNS
-
-            self.node_dns = NodeDNS(self.client, node_name=self.node_name,
-                                    address=self.runtime.network.gateway,
-                                    data_dir=self.data_dir, **self.dns)
-            await self.node_dns.start()
         self.proxier = Proxier(self.client, NodeInfo(self.node_name, (self.node_ip,),
                                                      self.cluster_cidr, self.service_cidr),
                                nft=self.nft)
         await self.proxier.start()
+        if self.dns is not None:
+            from svcnet.agent.dns.node import NodeDNS
+
+            # The DNS server starts once the proxy's first sync is live: its names are reached
+            # through those rules, a previous agent's server answers until then, and its own
+            # start (it lists every Service) would compete with the full sync for the CPU.
+            self.node_dns = NodeDNS(self.client, node_name=self.node_name,
+                                    address=self.runtime.network.gateway,
+                                    data_dir=self.data_dir, after=self.proxier.synced.wait, **self.dns)
+            await self.node_dns.start()
         # The termination chain: a deleted pod stops getting new connections before it stops.
         self.runtime.still_routed = self.proxier.routes_new_connections_to
         self.runtime.proxy_syncs = lambda: SYNC_DURATION.count

@@ -1,6 +1,7 @@
 """The node's DNS server bookkeeping: which server is current (the pid file), stepping down, and
 `svcnet down` stopping every server of a data dir. Real processes (sleepers), no root."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from svcnet.agent.dns.node import (PID_FILE, kube_dns_slice, read_pid_file, stop_server,
+from svcnet.agent.dns.node import (PID_FILE, NodeDNS, kube_dns_slice, read_pid_file, stop_server,
                                    superseded, take_over)
 from svcnet.agent.runtime.containers import proc_start_ticks
 
@@ -84,3 +85,32 @@ def test_kube_dns_slice():
     assert s["endpoints"][0]["addresses"] == ["10.244.0.1"] and s["endpoints"][0]["conditions"]["ready"]
     assert {(p["name"], p["protocol"], p["port"]) for p in s["ports"]} == {
         ("dns", "UDP", 53), ("dns-tcp", "TCP", 53)}
+
+
+def test_the_server_starts_only_once_the_proxy_has_synced(tmp_path):
+    """The agent passes the proxy's first sync as `after`: no DNS server process competes with
+    the full sync (at 10,000 Services both take a core), and one starts once it is done."""
+    class Sleeper(NodeDNS):
+        def command(self):
+            return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    async def scenario():
+        synced = asyncio.Event()
+        dns = Sleeper(None, [], node_name="n1", address="10.244.0.1", data_dir=tmp_path,
+                      after=synced.wait)
+        await dns.start()
+        try:
+            await asyncio.sleep(0.3)  # what it would do meanwhile, if it did not wait
+            assert dns.proc is None
+            synced.set()
+            deadline = time.monotonic() + 5
+            while dns.proc is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert dns.proc is not None and dns.proc.poll() is None
+        finally:
+            await dns.stop()
+            if dns.proc is not None:
+                dns.proc.kill()
+                dns.proc.wait()
+
+    asyncio.run(scenario())

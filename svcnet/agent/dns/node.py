@@ -4,7 +4,9 @@ Theory of operation
 - The agent runs `svcnet dns` as a child process listening on the node's pod-network gateway
   address (the first address of its pod CIDR, on the bridge), port 53, UDP and TCP: an address
   svcnet owns, so nothing else on the machine (a local resolver on 127.0.0.53, say) is in the
-  way, and every pod reaches it. The agent restarts it if it dies.
+  way, and every pod reaches it. The agent restarts it if it dies. It starts once the service
+  proxy's first sync is live: names are reached through those rules, and loading every Service
+  would compete with the full sync for the CPU; a previous agent's server answers until then.
 - Like the pods, the DNS server outlives the agent: an agent restart or upgrade must not take
   names away from running pods. Servers bind with SO_REUSEPORT; the newest one that answers
   names itself in `<data-dir>/dns.pid` (PID and start time), and every server checks that
@@ -147,8 +149,10 @@ def _kill(pid: int, sig: int) -> None:
 class NodeDNS:
     def __init__(self, client: Client, credentials: list[str], node_name: str, address: str,
                  data_dir: Path, domain: str = "cluster.local",
-                 resolv_conf: str = "/etc/resolv.conf", port: int = 53):
+                 resolv_conf: str = "/etc/resolv.conf", port: int = 53, after=None):
+        """`after`: an awaitable factory; the first server starts once it has returned."""
         self.client = client
+        self.after = after
         self.credentials = credentials  # e.g. ["--kubeconfig", path] for the child
         self.node_name = node_name
         self.address = address
@@ -175,6 +179,8 @@ class NodeDNS:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def _supervise(self) -> None:
+        if self.after is not None:
+            await self.after()
         published = False
         while True:
             self.proc = subprocess.Popen(self.command(), start_new_session=True, close_fds=True)
