@@ -144,7 +144,9 @@ class Agent:
             # start (it lists every Service) would compete with the full sync for the CPU.
             self.node_dns = NodeDNS(self.client, node_name=self.node_name,
                                     address=self.runtime.network.gateway,
-                                    data_dir=self.data_dir, after=self.proxier.synced.wait, **self.dns)
+                                    data_dir=self.data_dir, after=self.proxier.synced.wait,
+                                    node_uid=(self.node.node or {}).get("metadata", {}).get("uid", ""),
+                                    **self.dns)
             await self.node_dns.start()
         # The termination chain: a deleted pod stops getting new connections before it stops.
         self.runtime.still_routed = self.proxier.routes_new_connections_to

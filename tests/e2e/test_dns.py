@@ -18,6 +18,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root for netwo
               pytest.mark.skipif(shutil.which("dig") is None, reason="needs dig (bind9-dnsutils)")]
 
 DNS = "10.96.0.10"
+GATEWAY = "10.244.0.1"  # the node's DNS server listens on its pod gateway
 
 # A tiny upstream resolver for the laptop: *.example.test -> 192.168.1.10, anything else NXDOMAIN.
 FAKE_UPSTREAM = textwrap.dedent("""
@@ -136,8 +138,8 @@ def cluster(tmp_path_factory):
         yield c
 
 
-def dig(cluster, name: str, qtype: str = "A", *opts: str, host: str = "node") -> list[str]:
-    r = cluster.world.run(host, "dig", f"@{DNS}", "+short", "+time=2", "+tries=2", *opts, name, qtype)
+def dig(cluster, name: str, qtype: str = "A", *opts: str, host: str = "node", server: str = DNS) -> list[str]:
+    r = cluster.world.run(host, "dig", f"@{server}", "+short", "+time=2", "+tries=2", *opts, name, qtype)
     if r.returncode != 0:
         return [f"dig failed: {r.stdout}"]
     return sorted(line for line in r.stdout.split("\n")[:-1] if not line.startswith(";;"))  # not retries' notes
@@ -256,6 +258,24 @@ def test_kube_dns_service_and_its_endpoint_slice(cluster):
                           "-l", "kubernetes.io/service-name=kube-dns")["items"]
     assert [s["endpoints"][0]["addresses"] for s in slices] == [["10.244.0.1"]]
     assert slices[0]["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "svcnet-agent"
+    node = cluster.json("get", "node", "node1")
+    assert slices[0]["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Node", "name": "node1", "uid": node["metadata"]["uid"]}]
+
+
+def kube_dns_slice(cluster) -> dict | None:
+    r = cluster.kubectl("get", "endpointslice", "-n", "kube-system", "kube-dns-node1", "-o", "json",
+                        check=False)
+    return json.loads(r) if r.strip().startswith("{") else None
+
+
+def test_a_deleted_kube_dns_slice_is_published_again(cluster):
+    before = kube_dns_slice(cluster)["metadata"]["uid"]
+    cluster.kubectl("delete", "endpointslice", "-n", "kube-system", "kube-dns-node1")
+    poll(lambda: (kube_dns_slice(cluster) or {}).get("metadata", {}).get("uid") not in (None, before),
+         10, "the agent to publish the kube-dns EndpointSlice again")
+    poll(lambda: dig(cluster, "web.default.svc.cluster.local") == [
+        cluster.json("get", "svc", "web")["spec"]["clusterIP"]], 10, "names through 10.96.0.10 again")
 
 
 def dns_server_pid(cluster) -> int:
@@ -319,6 +339,20 @@ def test_extra_dns_servers_step_down_by_themselves(cluster):
         cluster.json("get", "svc", "web")["spec"]["clusterIP"]]
 
 
+def test_a_deleted_nodes_kube_dns_slice_goes_with_it(cluster):
+    """Next to last: `kubectl delete node` (a node removed from the cluster) takes its kube-dns
+    EndpointSlice with it (garbage collector, ownerReference), and the agent does not publish a
+    slice for a Node that is gone, so no pod's query goes to a removed node's server."""
+    assert kube_dns_slice(cluster) is not None
+    cluster.kubectl("delete", "node", "node1")
+    poll(lambda: kube_dns_slice(cluster) is None, 30, "the garbage collector to delete the slice")
+    # the agent checks again on each change of the slice, so a re-publish would follow at once:
+    # watch for one over a window
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        assert kube_dns_slice(cluster) is None, "the slice of a deleted Node was published again"
+
+
 def test_svcnet_down_stops_the_dns_server(cluster):
     """Runs last: stop the server (DNS keeps answering, like pods keep running), then down."""
     pid = dns_server_pid(cluster)
@@ -326,7 +360,8 @@ def test_svcnet_down_stops_the_dns_server(cluster):
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert os.path.exists(f"/proc/{pid}")
-    assert dig(cluster, "10.0.96.10.in-addr.arpa", "PTR") == ["kube-dns.kube-system.svc.cluster.local."]
+    assert dig(cluster, "10.0.96.10.in-addr.arpa", "PTR", server=GATEWAY) == [
+        "kube-dns.kube-system.svc.cluster.local."]  # directly: the Node (and its slice) is gone
     r = cluster.world.run("node", sys.executable, "-m", "svcnet.cli.main", "down", "--data-dir",
                           str(cluster.data))
     assert r.returncode == 0, r.stderr

@@ -40,18 +40,26 @@ from svcnet.agent.dns import wire
 from svcnet.agent.runtime.containers import proc_start_ticks
 from svcnet.api.errors import APIError
 from svcnet.api.resources import BY_KIND
-from svcnet.client import Client
+from svcnet.client import Client, Informer
 
 log = logging.getLogger("svcnet.agent.dns")
-SLICE = BY_KIND["EndpointSlice"]
+SLICE, NODE = BY_KIND["EndpointSlice"], BY_KIND["Node"]
 MANAGED_BY = "svcnet-agent"
 
 
-def kube_dns_slice(node_name: str, address: str, port: int = 53) -> dict:
+def slice_name(node_name: str) -> str:
+    return f"kube-dns-{node_name}"[:253]
+
+
+def kube_dns_slice(node_name: str, address: str, port: int = 53, node_uid: str = "") -> dict:
+    """This node's kube-dns EndpointSlice; owned by its Node (when the uid is known), so the
+    garbage collector removes it with the Node and no pod is sent to a removed node's server."""
+    owners = [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}] if node_uid else []
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"kube-dns-{node_name}"[:253], "namespace": "kube-system",
+            "metadata": {"name": slice_name(node_name), "namespace": "kube-system",
                          "labels": {"kubernetes.io/service-name": "kube-dns",
-                                    "endpointslice.kubernetes.io/managed-by": MANAGED_BY}},
+                                    "endpointslice.kubernetes.io/managed-by": MANAGED_BY},
+                         "ownerReferences": owners},
             "addressType": "IPv4",
             "endpoints": [{"addresses": [address], "nodeName": node_name,
                            "conditions": {"ready": True, "serving": True, "terminating": False}}],
@@ -149,10 +157,14 @@ def _kill(pid: int, sig: int) -> None:
 class NodeDNS:
     def __init__(self, client: Client, credentials: list[str], node_name: str, address: str,
                  data_dir: Path, domain: str = "cluster.local",
-                 resolv_conf: str = "/etc/resolv.conf", port: int = 53, after=None):
-        """`after`: an awaitable factory; the first server starts once it has returned."""
+                 resolv_conf: str = "/etc/resolv.conf", port: int = 53, after=None,
+                 node_uid: str = ""):
+        """`after`: an awaitable factory; the first server starts once it has returned.
+        `node_uid`: the Node's uid, the published EndpointSlice's owner."""
         self.client = client
         self.after = after
+        self.node_uid = node_uid
+        self.recheck = asyncio.Event()  # the published EndpointSlice changed or went
         self.credentials = credentials  # e.g. ["--kubeconfig", path] for the child
         self.node_name = node_name
         self.address = address
@@ -181,26 +193,55 @@ class NodeDNS:
     async def _supervise(self) -> None:
         if self.after is not None:
             await self.after()
-        published = False
-        while True:
-            self.proc = subprocess.Popen(self.command(), start_new_session=True, close_fds=True)
-            while self.proc.poll() is None and (read_pid_file(self.data_dir) or (0,))[0] != self.proc.pid:
-                await asyncio.sleep(0.1)
-            if self.proc.poll() is None and not published:
-                await self._publish()
-                published = True
-            while self.proc.poll() is None:
-                await asyncio.sleep(0.5)
-            log.warning("cluster DNS server exited with %s; restarting in 1s", self.proc.returncode)
-            await asyncio.sleep(1)
+        # Someone deleting or changing the published EndpointSlice makes it published again.
+        watch = Informer(self.client, SLICE, "kube-system",
+                         fieldSelector=f"metadata.name={slice_name(self.node_name)}")
+        watch.add_handler(lambda *_: self.recheck.set())
+        watch.start()
+        try:
+            while True:
+                self.proc = subprocess.Popen(self.command(), start_new_session=True, close_fds=True)
+                while self.proc.poll() is None and (read_pid_file(self.data_dir) or (0,))[0] != self.proc.pid:
+                    await asyncio.sleep(0.1)
+                self.recheck.set()
+                while self.proc.poll() is None:
+                    if self.recheck.is_set():
+                        self.recheck.clear()
+                        try:
+                            await self._publish()
+                        except OSError as e:  # the API may be restarting: again in a second
+                            log.warning("checking the kube-dns EndpointSlice: %s", e)
+                            self.recheck.set()
+                            await asyncio.sleep(1)
+                    try:
+                        await asyncio.wait_for(self.recheck.wait(), 0.5)
+                    except TimeoutError:
+                        pass
+                log.warning("cluster DNS server exited with %s; restarting in 1s", self.proc.returncode)
+                await asyncio.sleep(1)
+        finally:
+            await watch.stop()
+
+    async def _node_exists(self) -> bool:
+        """Is this node's Node (the uid the slice names as owner) still there?"""
+        try:
+            node = await self.client.get(NODE, "", self.node_name)
+        except APIError as e:
+            if e.code != 404:
+                raise
+            return False
+        return node["metadata"].get("uid") == self.node_uid
 
     async def _publish(self) -> None:
-        """Create or fix the kube-dns EndpointSlice of this node (once a server answers)."""
+        """Create or fix the kube-dns EndpointSlice of this node (once its server answers)."""
         loop = asyncio.get_running_loop()
         while not await loop.run_in_executor(None, probe, self.address, self.port, self.domain):
+            if self.proc.poll() is not None:
+                return
             await asyncio.sleep(0.2)
-        want = kube_dns_slice(self.node_name, self.address, self.port)
+        want = kube_dns_slice(self.node_name, self.address, self.port, self.node_uid)
         name = want["metadata"]["name"]
+        owners = want["metadata"]["ownerReferences"]
         while True:
             try:
                 try:
@@ -208,14 +249,21 @@ class NodeDNS:
                 except APIError as e:
                     if e.code != 404:
                         raise
+                    if owners and not await self._node_exists():
+                        return  # the garbage collector would delete it again
                     await self.client.create(SLICE, want, manager=MANAGED_BY)
                 else:
                     if any(cur.get(k) != want[k] for k in ("endpoints", "ports", "addressType")) or \
                             any((cur["metadata"].get("labels") or {}).get(k) != v
-                                for k, v in want["metadata"]["labels"].items()):
+                                for k, v in want["metadata"]["labels"].items()) or \
+                            (owners and cur["metadata"].get("ownerReferences") != owners):
                         cur.update({k: want[k] for k in ("endpoints", "ports", "addressType")})
                         cur["metadata"].setdefault("labels", {}).update(want["metadata"]["labels"])
+                        if owners:
+                            cur["metadata"]["ownerReferences"] = owners
                         await self.client.update(SLICE, cur, manager=MANAGED_BY)
+                    else:
+                        return  # as published
                 log.info("kube-dns endpoint %s:%d published", self.address, self.port)
                 return
             except APIError as e:
