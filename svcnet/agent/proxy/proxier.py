@@ -336,12 +336,18 @@ class Proxier:
             if trigger is not None:
                 PROGRAMMING_LATENCY.observe(max(0.0, done - trigger))
         if full:
-            self.merged = MergedState(self.node)
+            # The pieces later partial syncs diff against (~40 us per Service): the event loop
+            # gets a turn every few hundred, so pods and probes are not held up for 0.4 s at
+            # 10,000 Services. Changes meanwhile stay marked for the next sync.
             pieces = {}
-            for svc in snap_services:
+            for n, svc in enumerate(snap_services, 1):
                 key = (svc["metadata"].get("namespace", ""), svc["metadata"]["name"])
                 pieces[key] = ruleset.desired([svc], snap_slices.get(key, []), self.node)
-            self.merged.add_all(pieces)
+                if n % 250 == 0:
+                    await asyncio.sleep(0)
+            merged = MergedState(self.node)
+            merged.add_all(pieces)
+            self.merged = merged
             FULL_SYNCS.inc()
             self.need_full = False
         if self.conntrack is not None:
