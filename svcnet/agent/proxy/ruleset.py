@@ -134,6 +134,7 @@ import hashlib
 import ipaddress
 import socket
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import NamedTuple
 
 from svcnet.agent.proxy.nft import Chain, Elements, Map, Rule, Set, Table, Transaction
@@ -306,13 +307,6 @@ def _indices(n: int) -> list[str]:
     return _INDICES[:n]
 
 
-class _Endpoint(NamedTuple):
-    target: str  # "ip . port", as the endpoint maps hold it
-    ip: str
-    port: int
-    local: bool  # on this node (or on no known node)
-
-
 def desired(services: list[dict], slices: list[dict], node: NodeInfo) -> State:
     """What the table must hold for these Services and EndpointSlices (Kubernetes JSON).
 
@@ -330,6 +324,7 @@ def desired(services: list[dict], slices: list[dict], node: NodeInfo) -> State:
     for svc in services:
         meta = svc["metadata"]
         builder.service(svc, by_service.get((meta.get("namespace", "default"), meta["name"]), ()))
+    builder.elements["hairpin"].update({f"{ip} . {ip}": None for ip in builder.hairpin_ips})
     return State(node.cluster_cidr, node.service_cidr, builder.chains, builder.elements, builder.sets)
 
 
@@ -342,7 +337,9 @@ class _Builder:
         self.chains: dict[str, tuple[str, ...]] = {}
         self.sets: dict[str, Set] = {}
         self.gotos: dict[tuple[str, str, int], str] = {}
-        self.hairpin_ips: set[str] = set()
+        # The local endpoints' addresses in order of first use, each once (pods are often
+        # endpoints of several ports and Services): the hairpin elements, written at the end.
+        self.hairpin_ips: dict[str, None] = {}
 
     def chain(self, kind: str, p: str, n: int) -> str:
         """The verdict `goto <kind>-<p>-<n>`, adding that endpoint chain on first use (cached:
@@ -358,9 +355,8 @@ class _Builder:
             goto = self.gotos[kind, p, n] = f"goto {name}"
         return goto
 
-    def indexed(self, container: str, prefix: str, endpoints: list[_Endpoint]) -> None:
-        self.elements[container].update(zip([prefix + i for i in _indices(len(endpoints))],
-                                            [e[0] for e in endpoints]))  # e.target, faster
+    def indexed(self, container: str, prefix: str, targets: list[str]) -> None:
+        self.elements[container].update(zip([prefix + i for i in _indices(len(targets))], targets))
 
     def service(self, svc: dict, slices) -> None:
         spec = svc.get("spec") or {}
@@ -393,13 +389,9 @@ class _Builder:
             p = PROTOCOLS.get(port.get("protocol") or "TCP")
             if p is None:
                 continue
-            cluster, local = _endpoints(slices, port.get("name") or "", port.get("protocol") or "TCP",
-                                        self.node.name)
-            if local:  # pods are often endpoints of several ports and Services: each IP once
-                fresh = [e[1] for e in local if e[1] not in self.hairpin_ips]  # e.ip
-                if fresh:
-                    self.hairpin_ips.update(fresh)
-                    self.elements["hairpin"].update(dict.fromkeys([f"{ip} . {ip}" for ip in fresh]))
+            cluster, local, local_ips = _endpoints(slices, port.get("name") or "",
+                                                   port.get("protocol") or "TCP", self.node.name)
+            self.hairpin_ips.update(dict.fromkeys(local_ips))
             sport = port["port"]
             nodeport = port.get("nodePort") if with_nodeports else None
             if ranges:
@@ -476,14 +468,15 @@ class _Builder:
         external) dispatch verdicts."""
         chains = self.chains
 
-        def policy_chain(suffix: str, endpoints: list[_Endpoint]) -> str | None:
-            if not endpoints:
+        def policy_chain(suffix: str, targets: list[str]) -> str | None:
+            if not targets:
                 return None
             picks = []
-            for ep in endpoints:
-                memory = f"{name}-{ep.ip}-{ep.port}"
+            for target in targets:
+                ip, port = target.split(" . ")
+                memory = f"{name}-{ip}-{port}"
                 self.sets[memory] = Set(memory, typeof="ip saddr", flags="dynamic,timeout", timeout=timeout)
-                picks.append((memory, f"update @{memory} {{ ip saddr }} meta l4proto {p} dnat ip to {ep.ip}:{ep.port}"))
+                picks.append((memory, f"update @{memory} {{ ip saddr }} meta l4proto {p} dnat ip to {ip}:{port}"))
             n = len(picks)
             chains[f"{name}-{suffix}"] = (
                 tuple(f"ip saddr @{memory} {pick}" for memory, pick in picks)
@@ -575,14 +568,24 @@ def _slices_by_service(slices: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return out
 
 
-def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[list[_Endpoint], list[_Endpoint]]:
-    """One service port's endpoints, sorted by (ip, port): the cluster-wide ones (ready, else
-    serving and terminating) and this node's (or no known node's) ones (ready local ones, else
-    serving and terminating local ones), as kube-proxy's CategorizeEndpoints. An address
-    listed twice counts once, ready first."""
-    ready: dict[tuple[bytes, int, str], bool] = {}  # (sort key, port, ip) -> local
-    fallback: dict[tuple[bytes, int, str], bool] = {}
-    aton, local_nodes = socket.inet_aton, (None, node_name)  # this loop is hot: 50,000 endpoints
+class _Endpoints(NamedTuple):
+    """One service port's endpoints, sorted by (address, port), as parallel lists."""
+
+    targets: list[str]  # "ip . port", as the endpoint maps hold them
+    local: list[str]  # the targets on this node (or on no known node)
+    local_ips: list[str]  # their addresses
+
+
+def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> _Endpoints:
+    """One service port's endpoints: the cluster-wide ones (ready, else serving and terminating)
+    and this node's (or no known node's) ones (ready local ones, else serving and terminating
+    local ones), as kube-proxy's CategorizeEndpoints. An address listed twice counts once, ready
+    first."""
+    # target port -> ip -> local. This loop is hot (50,000 endpoints at 10,000 Services), so it
+    # only files each address; sorting and the target text come once per port, in _sorted.
+    ready: dict[int, dict[str, bool]] = {}
+    fallback: dict[int, dict[str, bool]] = {}
+    local_nodes = (None, node_name)
     for s in slices:
         for sp in s.get("ports") or ():
             if (sp.get("name") or "") == port_name and (sp.get("protocol") or "TCP") == protocol:
@@ -592,6 +595,9 @@ def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[l
             continue
         if tport is None:
             continue
+        bucket = ready.get(tport)
+        if bucket is None:
+            bucket = ready[tport] = {}
         for ep in s.get("endpoints") or ():
             addresses = ep.get("addresses")
             if not addresses:
@@ -599,24 +605,36 @@ def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> tuple[l
             c = ep.get("conditions")
             if c and c.get("ready") is False:
                 if c.get("serving") is not False and c.get("terminating") is True:
-                    ip = addresses[0]
-                    fallback[aton(ip), tport, ip] = ep.get("nodeName") in local_nodes
+                    fallback.setdefault(tport, {})[addresses[0]] = ep.get("nodeName") in local_nodes
                 continue
-            ip = addresses[0]
-            ready[aton(ip), tport, ip] = ep.get("nodeName") in local_nodes
-    cluster = _endpoint_list(ready)
-    local = [e for e in cluster if e[3]]  # e.local
-    if not local and fallback:
-        spare = _endpoint_list({k: v for k, v in fallback.items() if k not in ready})
-        cluster = cluster or spare
-        local = [e for e in spare if e.local]
-    return cluster, local
+            bucket[addresses[0]] = ep.get("nodeName") in local_nodes
+    endpoints = _sorted(ready)
+    if not endpoints.local and fallback:
+        spare = _sorted({tport: {ip: local for ip, local in bucket.items() if ip not in ready.get(tport, ())}
+                         for tport, bucket in fallback.items()})
+        endpoints = _Endpoints(endpoints.targets or spare.targets, spare.local, spare.local_ips)
+    return endpoints
 
 
-def _endpoint_list(bucket: dict[tuple[bytes, int, str], bool]) -> list[_Endpoint]:
-    new = tuple.__new__  # a NamedTuple without its keyword-argument constructor: this is hot
-    return [new(_Endpoint, (f"{ip} . {tport}", ip, tport, local))
-            for (_, tport, ip), local in sorted(bucket.items())]
+def _sorted(buckets: dict[int, dict[str, bool]]) -> _Endpoints:
+    """The endpoints of `buckets` (target port -> ip -> local) in (address, port) order."""
+    aton = socket.inet_aton
+    if len(buckets) == 1:  # one target port, the common case: sort bare IPs, no tuples
+        (tport, bucket), = buckets.items()
+        ips = sorted(sorted(bucket), key=aton)  # by address, then by text (aton is not one-to-one)
+        suffix = f" . {tport}"
+        targets = [ip + suffix for ip in ips]
+        if False not in bucket.values():  # all local
+            return _Endpoints(targets, targets, ips)
+        if True not in bucket.values():
+            return _Endpoints(targets, [], [])
+        local = [bucket[ip] for ip in ips]
+    else:
+        order = sorted([(aton(ip), tport, ip) for tport, bucket in buckets.items() for ip in bucket])
+        ips = [ip for _, _, ip in order]
+        targets = [f"{ip} . {tport}" for _, tport, ip in order]
+        local = [buckets[tport][ip] for _, tport, ip in order]
+    return _Endpoints(targets, list(compress(targets, local)), list(compress(ips, local)))
 
 
 def full_transaction(state: State, remembered: dict[str, dict[str, int]] | None = None) -> Transaction:
