@@ -83,11 +83,14 @@ def _log_options(q, name: str) -> "runtime_logs.LogOptions":
     """PodLogOptions from the query, validated as the API server does (422 PodLogOptions)."""
     tail, limit = query_int(q, "tailLines"), query_int(q, "limitBytes")
     since_seconds, since_time = query_int(q, "sinceSeconds"), q.get("sinceTime") or None
+    since = runtime_logs.parse_time(since_time) if since_time else None
+    if since_time and since is None:  # as a metav1.Time query parameter that does not parse
+        raise errors.bad_request(f'invalid value for sinceTime: "{since_time}": not an RFC 3339 time')
     errs = runtime_logs.validate(tail, limit, since_seconds, since_time)
     if errs:
         raise errors.invalid("PodLogOptions", "", name, errs)
-    since = (time.time() - since_seconds if since_seconds is not None
-             else runtime_logs.parse_time(since_time) if since_time else None)
+    if since_seconds is not None:
+        since = time.time() - since_seconds
     return runtime_logs.LogOptions(timestamps=query_bool(q.get("timestamps")), since=since,
                                    tail=tail, limit_bytes=limit)
 

@@ -84,6 +84,9 @@ def test_kubectl_logs_timestamps_since_and_follow(cluster):
     r = cluster.world.run("node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "get", "--raw",
                           "/api/v1/namespaces/default/pods/talker/log?tailLines=-1")
     assert r.returncode != 0 and "must be greater than or equal to 0" in r.stderr
+    r = cluster.world.run("node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "get", "--raw",
+                          "/api/v1/namespaces/default/pods/talker/log?sinceTime=yesterday")
+    assert r.returncode != 0 and "(BadRequest)" in r.stderr and "sinceTime" in r.stderr
     # follow: what the container writes later arrives on the open stream, stamped
     out = cluster.data.parent / "follow.out"
     ticks = cluster.kubectl("logs", "talker").count("tick")
