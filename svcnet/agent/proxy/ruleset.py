@@ -355,52 +355,60 @@ class _Builder:
             goto = self.gotos[kind, p, n] = f"goto {name}"
         return goto
 
-    def indexed(self, container: str, prefix: str, targets: list[str]) -> None:
-        self.elements[container].update(zip([prefix + i for i in _indices(len(targets))], targets))
+    @staticmethod
+    def indexed(endpoint_map: dict[str, str | None], prefix: str, targets: list[str]) -> None:
+        """Targets at indices 0..N-1 under `prefix` (a dispatch key's text) in `endpoint_map`."""
+        endpoint_map.update(zip([prefix + i for i in _indices(len(targets))], targets))
 
     def service(self, svc: dict, slices) -> None:
+        # Hot: once per Service at a full sync, so each field is read once and the rarer
+        # features (external addresses, LoadBalancer, source ranges, affinity) cost only when set.
         spec = svc.get("spec") or {}
-        if spec.get("type") == "ExternalName":
+        kind = spec.get("type")
+        if kind == "ExternalName":
             return
         vips = _ipv4s(spec.get("clusterIPs") or [spec.get("clusterIP")])
         if not vips:
             return
-        self.elements["cluster-ips"].update(dict.fromkeys(vips))
-        external_ips = _ipv4s(spec["externalIPs"]) if spec.get("externalIPs") else []
-        lb_ips = []
-        if spec.get("type") == "LoadBalancer":
+        e = self.elements
+        e["cluster-ips"].update(dict.fromkeys(vips))
+        external_ips = spec.get("externalIPs")
+        external_ips = _ipv4s(external_ips) if external_ips else []
+        lb_ips = ranges = []
+        if kind == "LoadBalancer":
             ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
             lb_ips = _ipv4s([i.get("ip") for i in ingress if i.get("ipMode", "VIP") == "VIP"])
             # Any LB address but the node's own may be local here (announced): Service ports only.
-            self.elements["load-balancer-ips"].update(dict.fromkeys(
+            e["load-balancer-ips"].update(dict.fromkeys(
                 ip for ip in _ipv4s([i.get("ip") for i in ingress]) if ip not in self.node.node_ips))
+            if lb_ips:
+                ranges = _source_ranges(spec.get("loadBalancerSourceRanges") or ())
         xips = [ip for ip in dict.fromkeys(external_ips + lb_ips) if ip not in vips] \
             if external_ips or lb_ips else []
-        with_nodeports = spec.get("type") in NODEPORT_TYPES
-        ranges = _source_ranges(spec.get("loadBalancerSourceRanges") or ()) if lb_ips else []
+        with_nodeports = kind in NODEPORT_TYPES
         affinity = spec.get("sessionAffinity") == "ClientIP"
         if affinity:
             timeout = (((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
                        .get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
         policy = _POLICIES[spec.get("internalTrafficPolicy") == "Local",
                            spec.get("externalTrafficPolicy") == "Local"]
-        meta = svc["metadata"]
         for port in spec.get("ports") or ():
-            p = PROTOCOLS.get(port.get("protocol") or "TCP")
+            protocol = port.get("protocol") or "TCP"
+            p = PROTOCOLS.get(protocol)
             if p is None:
                 continue
-            cluster, local, local_ips = _endpoints(slices, port.get("name") or "",
-                                                   port.get("protocol") or "TCP", self.node.name)
-            self.hairpin_ips.update(dict.fromkeys(local_ips))
+            cluster, local, local_ips = _endpoints(slices, port.get("name") or "", protocol, self.node.name)
+            if local_ips:
+                self.hairpin_ips.update(dict.fromkeys(local_ips))
             sport = port["port"]
             nodeport = port.get("nodePort") if with_nodeports else None
             if ranges:
                 self.firewall(lb_ips, p, sport, ranges)
+            dispatch = None
             if affinity:
+                meta = svc["metadata"]
                 name = _affinity_id(meta.get("namespace", "default"), meta["name"], p, sport, timeout)
                 dispatch = self.affinity(name, p, timeout, cluster, local, policy, bool(xips or nodeport))
-            else:
-                dispatch = None
             self.port(p, sport, vips, xips, nodeport, cluster, local, policy, dispatch)
 
     def port(self, p, sport, vips, xips, nodeport, cluster, local, policy, dispatch) -> None:
@@ -409,16 +417,18 @@ class _Builder:
         endpoint chains and maps."""
         e = self.elements
         internal = local if policy.internal_local else cluster
-        no_endpoints = "goto reject-chain" if not cluster else "drop"
-        for vip in vips:
-            key = f"{vip} . {p} . {sport}"
-            if not internal:
-                e["no-endpoint-services"][key] = no_endpoints
-            elif dispatch:
-                e["service-ips"][key] = dispatch[0]
-            else:
-                e["service-ips"][key] = self.chain("ep", p, len(internal))
-                self.indexed(f"endpoints-{p}", f"{vip} . {sport} . ", internal)
+        if not internal:
+            no_endpoints = "goto reject-chain" if not cluster else "drop"
+            for vip in vips:
+                e["no-endpoint-services"][f"{vip} . {p} . {sport}"] = no_endpoints
+        elif dispatch:
+            for vip in vips:
+                e["service-ips"][f"{vip} . {p} . {sport}"] = dispatch[0]
+        else:
+            goto, endpoints = self.chain("ep", p, len(internal)), e[f"endpoints-{p}"]
+            for vip in vips:
+                e["service-ips"][f"{vip} . {p} . {sport}"] = goto
+                self.indexed(endpoints, f"{vip} . {sport} . ", internal)
         for xip in xips:
             self.external(EXTERNAL_IP, f"{xip} . {p} . {sport}", f"{xip} . {sport} . ", p,
                           cluster, local, policy, dispatch)
@@ -438,13 +448,13 @@ class _Builder:
         if dispatch:
             e[kind.dispatch][key] = dispatch[1]
             return
-        self.indexed(kind.endpoints.format(p=p), prefix, cluster)
+        self.indexed(e[kind.endpoints.format(p=p)], prefix, cluster)
         if not policy.external_local:
             e[kind.dispatch][key] = self.chain(kind.cluster_chain, p, len(cluster))
             return
         e[kind.dispatch][key] = self.chain(kind.local_chain, p, len(local))
         e[kind.short_circuit][key] = self.chain(kind.short_circuit_chain, p, len(cluster))
-        self.indexed(kind.local_endpoints.format(p=p), prefix, local)
+        self.indexed(e[kind.local_endpoints.format(p=p)], prefix, local)
 
     def firewall(self, lb_ips: list[str], p: str, sport: int, ranges: list[str]) -> None:
         """loadBalancerSourceRanges: new connections to an LB address:port from outside the
