@@ -132,9 +132,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import itertools
 import socket
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import NamedTuple
 
 from svcnet.agent.proxy.nft import Chain, Elements, Map, Rule, Set, Table, Transaction
@@ -324,7 +324,10 @@ def desired(services: list[dict], slices: list[dict], node: NodeInfo) -> State:
     for svc in services:
         meta = svc["metadata"]
         builder.service(svc, by_service.get((meta.get("namespace", "default"), meta["name"]), ()))
-    builder.elements["hairpin"].update({f"{ip} . {ip}": None for ip in builder.hairpin_ips})
+    # Each local endpoint's address once (pods are often endpoints of several ports and
+    # Services), in order of first use.
+    hairpin_ips = dict.fromkeys(itertools.chain.from_iterable(builder.local_ips))
+    builder.elements["hairpin"].update(dict.fromkeys([f"{ip} . {ip}" for ip in hairpin_ips]))
     return State(node.cluster_cidr, node.service_cidr, builder.chains, builder.elements, builder.sets)
 
 
@@ -337,9 +340,7 @@ class _Builder:
         self.chains: dict[str, tuple[str, ...]] = {}
         self.sets: dict[str, Set] = {}
         self.gotos: dict[tuple[str, str, int], str] = {}
-        # The local endpoints' addresses in order of first use, each once (pods are often
-        # endpoints of several ports and Services): the hairpin elements, written at the end.
-        self.hairpin_ips: dict[str, None] = {}
+        self.local_ips: list[list[str]] = []  # per service port: the hairpin elements' addresses
 
     def chain(self, kind: str, p: str, n: int) -> str:
         """The verdict `goto <kind>-<p>-<n>`, adding that endpoint chain on first use (cached:
@@ -399,7 +400,7 @@ class _Builder:
                 continue
             cluster, local, local_ips = _endpoints(slices, port.get("name") or "", protocol, self.node.name)
             if local_ips:
-                self.hairpin_ips.update(dict.fromkeys(local_ips))
+                self.local_ips.append(local_ips)
             sport = port["port"]
             nodeport = port.get("nodePort") if with_nodeports else None
             if ranges:
@@ -578,12 +579,10 @@ def _slices_by_service(slices: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return out
 
 
-class _Endpoints(NamedTuple):
-    """One service port's endpoints, sorted by (address, port), as parallel lists."""
-
-    targets: list[str]  # "ip . port", as the endpoint maps hold them
-    local: list[str]  # the targets on this node (or on no known node)
-    local_ips: list[str]  # their addresses
+# One service port's endpoints sorted by (address, port), as three lists (a plain tuple: one
+# per service port, and a NamedTuple's constructor costs more than the rest of the tuple):
+# the targets "ip . port" as the endpoint maps hold them, the local ones, and the local ones' IPs.
+_Endpoints = tuple[list[str], list[str], list[str]]
 
 
 def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> _Endpoints:
@@ -618,12 +617,13 @@ def _endpoints(slices, port_name: str, protocol: str, node_name: str) -> _Endpoi
                     fallback.setdefault(tport, {})[addresses[0]] = ep.get("nodeName") in local_nodes
                 continue
             bucket[addresses[0]] = ep.get("nodeName") in local_nodes
-    endpoints = _sorted(ready)
-    if not endpoints.local and fallback:
-        spare = _sorted({tport: {ip: local for ip, local in bucket.items() if ip not in ready.get(tport, ())}
-                         for tport, bucket in fallback.items()})
-        endpoints = _Endpoints(endpoints.targets or spare.targets, spare.local, spare.local_ips)
-    return endpoints
+    cluster, local, local_ips = _sorted(ready)
+    if not local and fallback:
+        spare, local, local_ips = _sorted({
+            tport: {ip: here for ip, here in bucket.items() if ip not in ready.get(tport, ())}
+            for tport, bucket in fallback.items()})
+        cluster = cluster or spare
+    return cluster, local, local_ips
 
 
 def _sorted(buckets: dict[int, dict[str, bool]]) -> _Endpoints:
@@ -635,16 +635,16 @@ def _sorted(buckets: dict[int, dict[str, bool]]) -> _Endpoints:
         suffix = f" . {tport}"
         targets = [ip + suffix for ip in ips]
         if False not in bucket.values():  # all local
-            return _Endpoints(targets, targets, ips)
+            return targets, targets, ips
         if True not in bucket.values():
-            return _Endpoints(targets, [], [])
+            return targets, [], []
         local = [bucket[ip] for ip in ips]
     else:
         order = sorted([(aton(ip), tport, ip) for tport, bucket in buckets.items() for ip in bucket])
         ips = [ip for _, _, ip in order]
         targets = [f"{ip} . {tport}" for _, tport, ip in order]
         local = [buckets[tport][ip] for _, tport, ip in order]
-    return _Endpoints(targets, list(compress(targets, local)), list(compress(ips, local)))
+    return targets, list(itertools.compress(targets, local)), list(itertools.compress(ips, local))
 
 
 def full_transaction(state: State, remembered: dict[str, dict[str, int]] | None = None) -> Transaction:
