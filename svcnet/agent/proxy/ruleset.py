@@ -340,6 +340,7 @@ class _Builder:
         self.chains: dict[str, tuple[str, ...]] = {}
         self.sets: dict[str, Set] = {}
         self.gotos: dict[tuple[str, str, int], str] = {}
+        self.cluster_ips: dict[tuple[str, int], tuple[str, dict[str, str | None], list[str]]] = {}
         self.local_ips: list[list[str]] = []  # per service port: the hairpin elements' addresses
 
     def chain(self, kind: str, p: str, n: int) -> str:
@@ -355,6 +356,15 @@ class _Builder:
                                       for r in rules)
             goto = self.gotos[kind, p, n] = f"goto {name}"
         return goto
+
+    def cluster_ip(self, p: str, n: int) -> tuple[str, dict[str, str | None], list[str]]:
+        """For a ClusterIP port of protocol `p` with `n` endpoints: its dispatch verdict, its
+        endpoint map and the index texts "0".."n-1" (cached: every service port asks)."""
+        found = self.cluster_ips.get((p, n))
+        if found is None:
+            found = self.cluster_ips[p, n] = (self.chain("ep", p, n), self.elements[f"endpoints-{p}"],
+                                              _indices(n))
+        return found
 
     @staticmethod
     def indexed(endpoint_map: dict[str, str | None], prefix: str, targets: list[str]) -> None:
@@ -425,11 +435,12 @@ class _Builder:
         elif dispatch:
             for vip in vips:
                 e["service-ips"][f"{vip} . {p} . {sport}"] = dispatch[0]
-        else:
-            goto, endpoints = self.chain("ep", p, len(internal)), e[f"endpoints-{p}"]
+        else:  # the common case, written for speed: one cached lookup, then the elements
+            goto, endpoints, indices = self.cluster_ip(p, len(internal))
             for vip in vips:
                 e["service-ips"][f"{vip} . {p} . {sport}"] = goto
-                self.indexed(endpoints, f"{vip} . {sport} . ", internal)
+                prefix = f"{vip} . {sport} . "
+                endpoints.update(zip([prefix + i for i in indices], internal))
         for xip in xips:
             self.external(EXTERNAL_IP, f"{xip} . {p} . {sport}", f"{xip} . {sport} . ", p,
                           cluster, local, policy, dispatch)
@@ -541,6 +552,10 @@ _POLICIES = {(i, x): _Policy(i, x) for i in (False, True) for x in (False, True)
 
 
 def _ipv4s(addresses) -> list[str]:
+    """The IPv4 addresses in `addresses`, each once, in order ("None": a headless Service)."""
+    if len(addresses) == 1:  # most Services have one ClusterIP: no dict for that
+        ip = addresses[0]
+        return [ip] if ip and ip != "None" and ":" not in ip else []
     return [ip for ip in dict.fromkeys(addresses) if ip and ip != "None" and ":" not in ip]
 
 
