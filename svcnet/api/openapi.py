@@ -253,8 +253,8 @@ def resource_paths(r: Resource) -> dict[str, dict]:
         paths[item] = {**ops, "parameters": _path_params("name", *(["namespace"] if ns else []))}
 
     for sub in r.subresources:
-        if sub.name == "binding":
-            continue  # the scheduler's verb (POST only); kubectl never uses it, no schema shipped
+        if sub.name in ("binding", "exec"):
+            continue  # binding: the scheduler's verb; exec: a connect verb (a WebSocket upgrade)
         paths[f"{item}/{sub.name}"] = _subresource_path(r, sub, name, scope, ns)
 
     if r.namespaced and "list" in r.verbs:

@@ -68,6 +68,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "Pod", "pods", "pod", True, ("po",), tuple(ALL_VERBS),
              (Subresource("status", "Pod", ("get", "patch", "update")),
               Subresource("log", "Pod", ("get",)),
+              Subresource("exec", "PodExecOptions", ("create", "get")),
               Subresource("binding", "Binding", ("create",))), ("all",)),
     Resource("", "v1", "Service", "services", "service", True, ("svc",), tuple(ALL_VERBS),
              (Subresource("status", "Service", ("get", "patch", "update")),), ("all",)),

@@ -137,6 +137,11 @@ class APIServer:
             raise errors.method_not_allowed()
         if t.res.namespaced and not t.namespace:
             raise errors.resource_not_found()
+        if t.subresource == "exec":  # a connect verb: GET (WebSocket) or POST (SPDY, refused)
+            if method not in ("GET", "POST"):
+                raise errors.method_not_allowed()
+            from svcnet.api.remotecommand import serve_exec
+            return await serve_exec(request, t, self.registry, self.config.logs_dir)
         if method == "GET":
             return await h.get(request, t)
         if method == "PUT":
