@@ -77,6 +77,15 @@ spec:
   - {name: wait, image: busybox, command: [sleep, "3600"]}
   containers:
   - {name: app, image: busybox, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: elsewhere
+spec:
+  nodeName: node2
+  containers:
+  - {name: app, image: busybox, command: [sleep, "3600"]}
 """
 
 
@@ -161,6 +170,42 @@ def test_errors(cluster):
     assert (r.returncode, r.stdout) == (0, "init\n"), r.stderr
 
 
+def _raw(cluster, method: str, path: str, *headers: str) -> tuple[int, dict]:
+    """(HTTP status, Status body) of a request sent with curl from the node."""
+    token = (cluster.data / "admin-token").read_text().strip()
+    r = cluster.world.run("node", "curl", "-s", "--cacert", str(cluster.data / "pki" / "ca.crt"),
+                          "-o", "-", "-w", "\n%{http_code}", "-X", method,
+                          "-H", f"Authorization: Bearer {token}",
+                          *(a for h in headers for a in ("-H", h)),
+                          f"https://127.0.0.1:6443{path}", timeout=20)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code), json.loads(body)
+
+
+def test_what_is_not_served(cluster):
+    path = "/api/v1/namespaces/default/pods/client/exec?container=main&command=true&stdout=true"
+    code, status = _raw(cluster, "POST", path, "Connection: Upgrade", "Upgrade: SPDY/3.1",
+                        "X-Stream-Protocol-Version: v4.channel.k8s.io")
+    assert code == 400 and "over WebSocket only" in status["message"], status
+    assert "SPDY/3.1 upgrade is not supported" in status["message"]
+    code, status = _raw(cluster, "GET", path)
+    assert (code, status["message"]) == (400, "Upgrade request required")
+    code, status = _raw(cluster, "GET", path, "Connection: Upgrade", "Upgrade: websocket",
+                        "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                        "Sec-WebSocket-Protocol: v3.channel.k8s.io")
+    assert code == 400 and "requested protocol(s) are not supported: [v3.channel.k8s.io]" \
+        in status["message"], status
+    code, status = _raw(cluster, "GET", path.replace("stdout=true", "stdout=false"))
+    assert (code, status["message"]) == (400, "you must specify at least 1 of stdin, stdout, stderr")
+    code, status = _raw(cluster, "PUT", path)
+    assert code == 405
+    # a pod of another node: this server runs only its own node's pods
+    r = kubectl(cluster, "exec", "elsewhere", "--", "true")
+    assert r.returncode == 1
+    assert 'pod elsewhere runs on node "node2": this svcnet server serves exec only for the ' \
+           'pods of its own node ("node1")' in r.stderr
+
+
 def test_reaches_a_service_by_dns_name(cluster):
     r = kubectl(cluster, "exec", "client", "-c", "main", "--",
                 "wget", "-qO-", "-T", "5", "http://backend/hostname")
@@ -241,6 +286,23 @@ def test_a_client_that_goes_away_takes_its_command_along(cluster):
     poll(lambda: not _exec_processes(cluster), 15, "the exec'd process to end")
 
 
+def test_the_session_ends_with_the_container(cluster):
+    """A container runtime ends a container's exec sessions with it: so does svcnet."""
+    proc = subprocess.Popen(cluster.world.command(
+        "node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "exec", "starting", "-c", "wait",
+        "--", "sh", "-c", "echo started; exec sleep 300"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        status = cluster.json("get", "pod", "starting")["status"]["initContainerStatuses"][0]
+        os.kill(int(status["containerID"].split("://")[1]), signal.SIGKILL)
+        assert proc.wait(15) == 137  # the exec'd sleep was killed with it
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 PYTHON_CLIENT = r"""
 import base64, json, ssl, sys
 import websocket
@@ -292,3 +354,25 @@ def test_python_client_stream(cluster):
         ["1", ""], ["1", "hi\n"],
         ["3", "command terminated with non-zero exit code: error executing command "
               "[sh -c echo hi; exit 2], exit code 2"]]]
+
+
+def test_sessions_die_with_the_server(cluster):
+    """Last: kills the cluster's server. Its exec sessions (PR_SET_PDEATHSIG) go with it."""
+    proc = subprocess.Popen(cluster.world.command(
+        "node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "exec", "client", "-c", "main",
+        "--", "sh", "-c", "echo started; exec sleep 301"), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        sleeper = poll(lambda: [p for p in _exec_processes(cluster)
+                                if b"sleep\x00301" in open(f"/proc/{p}/cmdline", "rb").read()],
+                       10, "the exec'd sleep")[0]
+        server = cluster.world.procs[0]
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        poll(lambda: not os.path.exists(f"/proc/{sleeper}") or
+             open(f"/proc/{sleeper}/stat").read().split(") ")[1][0] == "Z", 10,
+             "the exec'd process to die with the server")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
