@@ -114,6 +114,8 @@ def test_stdout_and_exit_code(cluster):
     r = kubectl(cluster, "exec", "client", "-c", "main", "--", "sh", "-c", "exit 3")
     assert r.returncode == 3
     assert "command terminated with exit code 3" in r.stderr
+    r = kubectl(cluster, "exec", "client", "-c", "main", "--", "seq", "300000")
+    assert r.returncode == 0 and r.stdout == "".join(f"{i}\n" for i in range(1, 300001))
 
 
 def test_stderr_is_separate(cluster):
@@ -272,12 +274,21 @@ def _exec_processes(cluster) -> list[int]:
             and b"svcnet-sandbox" not in open(f"/proc/{p}/cmdline", "rb").read()]
 
 
-def test_a_client_that_goes_away_takes_its_command_along(cluster):
+def _sleep_in(cluster, pod: str, container: str, seconds: int) -> subprocess.Popen:
+    """`kubectl exec POD -c CONTAINER -- sleep SECONDS`, running once this returns."""
     proc = subprocess.Popen(cluster.world.command(
-        "node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "exec", "client", "-c", "main",
-        "--", "sh", "-c", "echo started; exec sleep 300"), stdout=subprocess.PIPE, text=True)
+        "node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "exec", pod, "-c", container,
+        "--", "sh", "-c", f"echo started; exec sleep {seconds}"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    if proc.stdout.readline() != "started\n":
+        proc.kill()
+        raise AssertionError(f"kubectl exec: {proc.communicate()}")
+    return proc
+
+
+def test_a_client_that_goes_away_takes_its_command_along(cluster):
+    proc = _sleep_in(cluster, "client", "main", 300)
     try:
-        assert proc.stdout.readline() == "started\n"
         assert poll(lambda: any(b"sleep\x00300" in open(f"/proc/{p}/cmdline", "rb").read()
                                 for p in _exec_processes(cluster)), 10, "the exec'd sleep")
     finally:
@@ -288,12 +299,8 @@ def test_a_client_that_goes_away_takes_its_command_along(cluster):
 
 def test_the_session_ends_with_the_container(cluster):
     """A container runtime ends a container's exec sessions with it: so does svcnet."""
-    proc = subprocess.Popen(cluster.world.command(
-        "node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "exec", "starting", "-c", "wait",
-        "--", "sh", "-c", "echo started; exec sleep 300"), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    proc = _sleep_in(cluster, "starting", "wait", 300)
     try:
-        assert proc.stdout.readline() == "started\n"
         status = cluster.json("get", "pod", "starting")["status"]["initContainerStatuses"][0]
         os.kill(int(status["containerID"].split("://")[1]), signal.SIGKILL)
         assert proc.wait(15) == 137  # the exec'd sleep was killed with it
@@ -358,11 +365,8 @@ def test_python_client_stream(cluster):
 
 def test_sessions_die_with_the_server(cluster):
     """Last: kills the cluster's server. Its exec sessions (PR_SET_PDEATHSIG) go with it."""
-    proc = subprocess.Popen(cluster.world.command(
-        "node", "kubectl", f"--kubeconfig={cluster.kubeconfig}", "exec", "client", "-c", "main",
-        "--", "sh", "-c", "echo started; exec sleep 301"), stdout=subprocess.PIPE, text=True)
+    proc = _sleep_in(cluster, "client", "main", 301)
     try:
-        assert proc.stdout.readline() == "started\n"
         sleeper = poll(lambda: [p for p in _exec_processes(cluster)
                                 if b"sleep\x00301" in open(f"/proc/{p}/cmdline", "rb").read()],
                        10, "the exec'd sleep")[0]
