@@ -52,6 +52,7 @@ STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 CLOSE = 255          # v5: [255, channel] half-closes `channel`
 READ_SIZE = 32 * 1024
 DRAIN_SECONDS = 2.0  # output still read after the command exited (its children may hold it open)
+FIRST_SIZE_SECONDS = 0.5  # a TTY command waits this long at most for the terminal's size
 
 
 @dataclass(frozen=True)
@@ -275,9 +276,12 @@ async def serve_exec(request: web.Request, t: Target, registry: Registry,
             await session.finish(errors.internal(
                 f'unable to upgrade connection: container not found ("{container}")').status())
             return ws
+        size = await session.first_size() if opts.tty else None
+        if size is None and ws.closed:
+            return ws
         try:
             proc = podexec.spawn_exec(target, opts.command, opts.stdin, opts.stdout,
-                                      opts.stderr, opts.tty)
+                                      opts.stderr, opts.tty, size)
         except podexec.ExecError as e:
             await session.finish(errors.internal(
                 f"error executing command in container: {e}").status())
@@ -305,6 +309,9 @@ class Session:
         self.protocol = protocol
         self.opts = opts
         self.loop = asyncio.get_running_loop()
+        self.resizes = ResizeDecoder()
+        self.pending: list[tuple[int, bytes]] = []   # read before the command started
+        self.stdin_open = opts.stdin
 
     async def send(self, channel: int, data: bytes) -> None:
         message = encode(self.protocol, channel, data)
@@ -412,29 +419,54 @@ class Session:
             view = view[n:]
         return True
 
-    async def _read_client(self, proc) -> None:
-        """The client's messages: stdin, resizes, CLOSE; returns when the client is gone."""
-        resizes = ResizeDecoder()
-        stdin_open = proc.stdin is not None
-        async for msg in self.ws:
+    async def first_size(self) -> tuple[int, int] | None:
+        """With a TTY: the client's first terminal size, which clients send at once, so that
+        the command starts on a terminal of the right size (waits FIRST_SIZE_SECONDS at most).
+        Other messages read meanwhile are kept for `_read_client`."""
+        deadline = self.loop.time() + FIRST_SIZE_SECONDS
+        while (left := deadline - self.loop.time()) > 0:
+            try:
+                msg = await self.ws.receive(timeout=left)
+            except asyncio.TimeoutError:
+                return None
             if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
+                                WSMsgType.ERROR):
+                    return None
                 continue
             frame = decode(self.protocol, msg.data)
-            if frame is None:
-                continue
-            channel, data = frame
-            if channel == STDIN and stdin_open and data:
-                stdin_open = await self._write(proc.stdin, data)
-            elif channel == RESIZE and self.opts.tty:
-                for width, height in resizes.feed(data):
-                    with contextlib.suppress(OSError):
-                        proc.resize(width, height)
-            elif channel == CLOSE and self.protocol.close and data[:1] == bytes((STDIN,)) \
-                    and stdin_open:
-                stdin_open = False
-                if proc.tty:  # end of input on a terminal is its EOF character
-                    await self._write(proc.stdin, b"\x04")
-                else:
-                    os.close(proc.stdin)
-                    proc.stdin = None
+            if frame is not None and frame[0] == RESIZE:
+                sizes = self.resizes.feed(frame[1])
+                if sizes:
+                    return sizes[-1]
+            elif frame is not None:
+                self.pending.append(frame)
+        return None
+
+    async def _read_client(self, proc) -> None:
+        """The client's messages: stdin, resizes, CLOSE; returns when the client is gone."""
+        for frame in self.pending:
+            await self._handle(proc, *frame)
+        self.pending.clear()
+        async for msg in self.ws:
+            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                frame = decode(self.protocol, msg.data)
+                if frame is not None:
+                    await self._handle(proc, *frame)
+
+    async def _handle(self, proc, channel: int, data: bytes) -> None:
+        if channel == STDIN and self.stdin_open and data:
+            self.stdin_open = await self._write(proc.stdin, data)
+        elif channel == RESIZE and self.opts.tty:
+            for width, height in self.resizes.feed(data):
+                with contextlib.suppress(OSError):
+                    proc.resize(width, height)
+        elif channel == CLOSE and self.protocol.close and data[:1] == bytes((STDIN,)) \
+                and self.stdin_open:
+            self.stdin_open = False
+            if proc.tty:  # end of input on a terminal is its EOF character
+                await self._write(proc.stdin, b"\x04")
+            else:
+                os.close(proc.stdin)
+                proc.stdin = None
 

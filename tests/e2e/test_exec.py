@@ -263,6 +263,11 @@ def test_tty(cluster):
     code, out = _run_on_a_terminal(cluster, ["exec", "-it", "client", "-c", "main", "--",
                                              "sh", "-c", "exit 7"], 24, 80)
     assert code == 7, out
+    # an interactive shell: typed input (its echo differs from the output), then exit
+    code, out = _run_on_a_terminal(cluster, ["exec", "-it", "client", "-c", "main", "--", "sh"],
+                                   24, 80, stdin=b"echo he''llo $((6*7))\nexit 4\n")
+    assert code == 4, out
+    assert b"hello 42" in out, out
 
 
 def _exec_processes(cluster) -> list[int]:

@@ -75,7 +75,7 @@ class ExecProcess:
     def resize(self, width: int, height: int) -> None:
         """TIOCSWINSZ on the terminal (the command gets SIGWINCH); nothing without a TTY."""
         if self.tty and self.stdout is not None:
-            fcntl.ioctl(self.stdout, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+            set_window_size(self.stdout, width, height)
 
     def kill(self) -> None:
         """SIGKILL to the session's process group (the command and what it started)."""
@@ -93,6 +93,10 @@ class ExecProcess:
         self.stdin = self.stdout = self.stderr = self.pidfd = None
         for fd in fds - {None}:
             os.close(fd)
+
+
+def set_window_size(fd: int, width: int, height: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
 def pod_dir(pods_dir: Path, pod: dict) -> Path:
@@ -145,8 +149,9 @@ def _nonblocking(fd: int) -> int:
 
 
 def spawn_exec(target: ExecTarget, argv: list[str], stdin: bool, stdout: bool, stderr: bool,
-               tty: bool) -> ExecProcess:
-    """Fork + exec `argv` inside the container (blocking, a few ms). Raises ExecError."""
+               tty: bool, size: tuple[int, int] | None = None) -> ExecProcess:
+    """Fork + exec `argv` inside the container (blocking, a few ms). With a TTY, `size`
+    (width, height) is the terminal's from the start. Raises ExecError."""
     if not argv:
         raise ExecError("no command")
     try:
@@ -165,6 +170,8 @@ def spawn_exec(target: ExecTarget, argv: list[str], stdin: bool, stdout: bool, s
             ours.append(master)
             theirs.append(slave)
             os.fchown(slave, target.uid, -1)
+            if size is not None:
+                set_window_size(master, *size)
             child_in = child_out = child_err = slave
         else:
             child_in = child_out = child_err = subprocess.DEVNULL
