@@ -649,7 +649,7 @@ def _sorted(buckets: dict[int, dict[str, bool]]) -> _Endpoints:
         ips = sorted(sorted(bucket), key=aton)  # by address, then by text (aton is not one-to-one)
         suffix = f" . {tport}"
         targets = [ip + suffix for ip in ips]
-        if False not in bucket.values():  # all local
+        if False not in bucket.values():  # all local (one list twice: nothing writes to them)
             return targets, targets, ips
         if True not in bucket.values():
             return targets, [], []
