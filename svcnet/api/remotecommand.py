@@ -263,7 +263,8 @@ async def serve_exec(request: web.Request, t: Target, registry: Registry,
     if protocol is None:
         raise errors.bad_request(f"requested protocol(s) are not supported: {go_list(offered)}; "
                                  f"supports {go_list([p for p in PROTOCOLS if p])}")
-    target = podexec.exec_target(node_dir / "pods", pod, container)  # type: ignore[operator]
+    assert node_dir is not None  # (it names the node: node_of_server read it)
+    target = podexec.exec_target(node_dir / "pods", pod, container)
 
     ws = web.WebSocketResponse(protocols=(protocol.name,) if protocol.name else (),
                                autoping=True, compress=False, max_msg_size=4 * 1024 * 1024)
@@ -290,6 +291,11 @@ async def serve_exec(request: web.Request, t: Target, registry: Registry,
                  go_list(opts.command), proc.pid, protocol.name or "channel.k8s.io")
         try:
             status = await session.run(proc, target)
+        except (asyncio.CancelledError, ConnectionError):
+            raise  # the client or the server is going away
+        except Exception as e:  # the response is a WebSocket now: say it on the error channel
+            log.exception("exec in %s/%s", t.namespace, t.name)
+            status = errors.internal(f"{type(e).__name__}: {e}").status()
         finally:
             proc.close()
         if status is not None:
