@@ -324,10 +324,10 @@ def desired(services: list[dict], slices: list[dict], node: NodeInfo) -> State:
     for svc in services:
         meta = svc["metadata"]
         builder.service(svc, by_service.get((meta.get("namespace", "default"), meta["name"]), ()))
-    # Each local endpoint's address once (pods are often endpoints of several ports and
-    # Services), in order of first use.
-    hairpin_ips = dict.fromkeys(itertools.chain.from_iterable(builder.local_ips))
-    builder.elements["hairpin"].update(dict.fromkeys([f"{ip} . {ip}" for ip in hairpin_ips]))
+    # Each local endpoint's address once, in order of first use (pods are often endpoints of
+    # several ports and Services: the dict keeps the first).
+    builder.elements["hairpin"].update(
+        {f"{ip} . {ip}": None for ip in itertools.chain.from_iterable(builder.local_ips)})
     return State(node.cluster_cidr, node.service_cidr, builder.chains, builder.elements, builder.sets)
 
 
