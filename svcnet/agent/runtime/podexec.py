@@ -16,7 +16,9 @@ Theory of operation
   of a new pseudo-terminal, which becomes its controlling terminal (stderr is merged, as with
   any TTY); otherwise pipes, and /dev/null for a stream nobody asked for.
 - The process gets PR_SET_PDEATHSIG(SIGKILL), set last (the kernel clears it on a credential
-  change): no exec session outlives the process serving it. That process kills the session's
+  change): no exec session outlives the process serving it. (The signal follows the *thread*
+  that forked: call `spawn_exec` from one that lives as long as the server, the event loop's;
+  a fork + exec takes a few ms.) That process kills the session's
   group when the client leaves, when the container's own process ends (as a container runtime
   ends the container's exec sessions with it) and when the command is done.
 """
@@ -35,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from svcnet.agent.nsenter import _libc, enter_pod
-from svcnet.agent.runtime.containers import DEFAULT_PATH, alive, pod_hostname, proc_start_ticks
+from svcnet.agent.runtime.containers import (DEFAULT_GID, DEFAULT_PATH, DEFAULT_UID, alive,
+                                             pod_hostname, proc_start_ticks)
 
 STATE_FILE = "state.json"  # (pod.py's name for it; pod.py is not imported: it pulls the runtime)
 PR_SET_PDEATHSIG = 1
@@ -123,7 +126,7 @@ def target_from_state(state: dict, directory: Path, container: str) -> ExecTarge
         files={"/etc/resolv.conf": str(directory / "resolv.conf"),   # as PodWorker.files()
                "/etc/hosts": str(directory / "etc.hosts"),
                "/etc/hostname": str(directory / "etc.hostname")},
-        uid=int(record.get("uid", 65534)), gid=int(record.get("gid", 65534)),
+        uid=int(record.get("uid", DEFAULT_UID)), gid=int(record.get("gid", DEFAULT_GID)),
         env=dict(record.get("env") or {"PATH": DEFAULT_PATH}),
         workdir=spec.get("workingDir") or "/",
         pid=int(record["pid"]), start=int(record.get("start") or 0))
