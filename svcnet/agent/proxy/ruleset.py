@@ -130,6 +130,7 @@ add), adds/flushes/deletes chains and adds/deletes affinity sets (`Changes` orde
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import itertools
@@ -245,6 +246,17 @@ ENDPOINT_CHAINS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
+def _endpoint_chain(kind: str, p: str, n: int, cluster_cidr: str) -> tuple[str, tuple[str, ...]]:
+    """The name and rules of the shared endpoint chain of `kind` for protocol `p` and `n`
+    endpoints. Cached across renders: the pieces that partial syncs diff against are one
+    desired() per Service, and each asks for its chain again."""
+    rules = ENDPOINT_CHAINS[kind]
+    if kind in ("xl", "nl") and n == 0:
+        rules = rules[:-1]
+    return f"{kind}-{p}-{n}", tuple(r.format(p=p, n=n, cluster_cidr=cluster_cidr) for r in rules)
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     """The node this proxy programs. `name` decides which endpoints are local (hairpin,
@@ -348,12 +360,8 @@ class _Builder:
         every service port asks)."""
         goto = self.gotos.get((kind, p, n))
         if goto is None:
-            name = f"{kind}-{p}-{n}"
-            rules = ENDPOINT_CHAINS[kind]
-            if kind in ("xl", "nl") and n == 0:
-                rules = rules[:-1]
-            self.chains[name] = tuple(r.format(p=p, n=n, cluster_cidr=self.node.cluster_cidr)
-                                      for r in rules)
+            name, rules = _endpoint_chain(kind, p, n, self.node.cluster_cidr)
+            self.chains[name] = rules
             goto = self.gotos[kind, p, n] = f"goto {name}"
         return goto
 
