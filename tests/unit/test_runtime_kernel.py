@@ -274,6 +274,16 @@ def node(tmp_path):
         n.destroy()
 
 
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def pod(name: str, containers: list[dict], uid: str | None = None, **spec) -> dict:
     return {"metadata": {"name": name, "namespace": "default", "uid": uid or f"uid-{name}"},
             "spec": dict({"nodeName": "node-1", "containers": containers}, **spec)}
@@ -465,6 +475,33 @@ def test_kill_pod_is_graceful_and_leaves_nothing(node):
     assert links(node) == {"lo", "svcnet0"}
     assert rt.call("running") == []
     assert not list((node.data_dir / "pods").glob("*_calm_*"))
+
+
+def test_a_process_that_left_its_containers_process_group_dies_with_the_pod(node):
+    """A daemon (`setsid`) escapes the container's process-group kill; removing the sandbox
+    kills what is still in the pod's network namespace."""
+    rt = node.runtime()
+    rt.call("sync", pod=pod("daemon", [{"name": "c", "image": "busybox", "command": [
+        "sh", "-c", "setsid sleep 1000 & exec sleep 1000"]}]))
+    status = rt.wait("uid-daemon", ready, what="Ready")
+    netns = os.readlink(f"/proc/{container_pid(status)}/ns/net")
+
+    def members() -> list[int]:
+        out = []
+        for d in Path("/proc").iterdir():
+            try:
+                if d.name.isdigit() and os.readlink(d / "ns" / "net") == netns \
+                        and b"sleep" in (d / "cmdline").read_bytes():
+                    out.append(int(d.name))
+            except OSError:
+                continue
+        return out
+
+    escaped = wait_for(lambda: [p for p in members() if os.getpgid(p) != container_pid(status)],
+                       10, "the setsid'd process")
+    rt.call("kill", uid="uid-daemon", grace=2)
+    wait_for(lambda: all(proc_start_ticks(p) is None for p in escaped), 10,
+             "the escaped process to be killed with the pod")
 
 
 def test_adoption_after_an_agent_restart_keeps_ip_and_process(node):

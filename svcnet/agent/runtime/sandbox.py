@@ -17,8 +17,9 @@ Theory of operation
   bridge with hairpin mode; inside the pod (through a netlink socket opened by a short-lived
   thread that joins the pod namespace): lo up, the pod address on eth0, eth0 up, default route
   via the gateway.
-- Removing a sandbox deletes the host veth (which deletes its peer), then kills the holder; the
-  namespace goes with its last process.
+- Removing a sandbox kills any process still in the pod's namespace (one that left its
+  container's process group with a session of its own), deletes the host veth (which deletes
+  its peer), then kills the holder; the namespace goes with its last process.
 - Everything here blocks: `Network` methods run on the runtime's netlink thread.
 - hostNetwork pods get a holder too (it does not unshare), so every pod has the same shape.
 """
@@ -29,6 +30,7 @@ import asyncio
 import errno
 import hashlib
 import ipaddress
+import logging
 import os
 import shutil
 import signal
@@ -41,8 +43,9 @@ from pathlib import Path
 
 from svcnet.agent.nsenter import CLONE_NEWNET, setns, unshare
 from svcnet.agent.runtime import faults
-from svcnet.agent.runtime.containers import alive, proc_start_ticks, reap
+from svcnet.agent.runtime.containers import alive, pidfd_open, proc_start_ticks, processes_in_netns, reap
 
+log = logging.getLogger("svcnet.agent.runtime")
 HOLDER_PREFIX = "svcnet-sandbox:"
 
 
@@ -262,9 +265,11 @@ class Network:
         return sb.host_if is None or self.link_exists(sb.host_if)
 
     def destroy(self, sb: Sandbox) -> None:
-        """Delete the veth, kill the holder (if it is still the same process). Idempotent."""
+        """Delete the veth, kill what is left in the pod's network namespace and the holder (if
+        it is still the same process). Idempotent."""
         from pyroute2 import NetlinkError
-        if sb.host_if:
+        if sb.host_if:  # a hostNetwork pod's "namespace" is the node's: never swept
+            kill_netns_members(sb)
             try:
                 found = self.ipr.link_lookup(ifname=sb.host_if)
                 if found:
@@ -273,6 +278,35 @@ class Network:
                 if e.code != errno.ENODEV:
                     raise
         kill_holder(sb.pid, sb.start)
+
+
+def kill_netns_members(sb: Sandbox) -> int:
+    """SIGKILL every process but the holder that is still in the pod's own network namespace:
+    containers are stopped by process group, and a process that started a session of its own
+    (a daemon, `setsid`) escapes that. Each one is pinned with a pidfd and checked again before
+    the signal, so a reused PID is never hit. Returns how many were killed."""
+    if not alive(sb.pid, sb.start):
+        return 0
+    try:
+        netns = os.stat(sb.netns).st_ino
+    except OSError:
+        return 0
+    killed = 0
+    for pid in processes_in_netns(sb.pid):
+        fd = pidfd_open(pid) if pid != sb.pid else None
+        if fd is None:
+            continue
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == netns:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                killed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    if killed:
+        log.info("killed %d process(es) left in the network namespace of holder %d", killed, sb.pid)
+    return killed
 
 
 def kill_holder(pid: int, start: int) -> None:
