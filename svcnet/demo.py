@@ -107,6 +107,8 @@ svcnet is up: a single-node cluster in namespace {node}.
     ip netns exec {node} curl 'http://{ips.get('frontend')}:8080/dial?request=hostname&host={backend_ip}&port=80&tries=4'
   ... and by its DNS name (cluster DNS at 10.96.0.10, through the pod's search path):
     ip netns exec {node} curl 'http://{ips.get('frontend')}:8080/dial?request=hostname&host=backend&port=80&tries=4'
+  ... or from a shell in the front-end pod:
+    ip netns exec {node} kubectl --kubeconfig {kubeconfig} exec frontend -- curl -s http://backend/hostname
   From the laptop, the LoadBalancer address spreads requests over both back-ends:
     ip netns exec {laptop} curl http://{lb_ip}/hostname
   kubectl:
@@ -127,6 +129,10 @@ Ctrl-C stops the cluster and removes everything the demo made.
         by_name = set(json.loads(dial).get("responses") or []) if dial.startswith("{") else set()
         print(f"demo: frontend -> backend (by DNS name) answered from: "
               f"{', '.join(sorted(by_name)) or dial.strip()}", flush=True)
+        r = kubectl(world, kubeconfig, "exec", "frontend", "--", "curl", "-s", "--max-time", "5",
+                    "http://backend/hostname", check=False)
+        print(f"demo: kubectl exec frontend -- curl http://backend/hostname answered: "
+              f"{r.stdout.strip() or r.stderr.strip()!r}", flush=True)
         if args.exit_after_ready:
             return 0 if hello == "Hello World!" and hostnames == by_name == {"backend-1", "backend-2"} \
                 else 1
