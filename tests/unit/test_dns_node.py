@@ -2,16 +2,20 @@
 `svcnet down` stopping every server of a data dir. Real processes (sleepers), no root."""
 
 import asyncio
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
 
+import aiohttp
 import pytest
 
 from svcnet.agent.dns.node import (PID_FILE, NodeDNS, kube_dns_slice, read_pid_file, stop_server,
                                    superseded, take_over)
 from svcnet.agent.runtime.containers import proc_start_ticks
+from svcnet.api.errors import APIError
 
 
 @pytest.fixture
@@ -87,6 +91,19 @@ def test_kube_dns_slice():
         ("dns", "UDP", 53), ("dns-tcp", "TCP", 53)}
 
 
+@contextlib.asynccontextmanager
+async def supervising(dns: NodeDNS):
+    """`dns` started; stopped, and the server it started killed, at the end."""
+    await dns.start()
+    try:
+        yield dns
+    finally:
+        await dns.stop()
+        if dns.proc is not None:
+            dns.proc.kill()
+            dns.proc.wait()
+
+
 def test_the_server_starts_only_once_the_proxy_has_synced(tmp_path):
     """The agent passes the proxy's first sync as `after`: no DNS server process competes with
     the full sync (at 10,000 Services both take a core), and one starts once it is done."""
@@ -98,8 +115,7 @@ def test_the_server_starts_only_once_the_proxy_has_synced(tmp_path):
         synced = asyncio.Event()
         dns = Sleeper(None, [], node_name="n1", address="10.244.0.1", data_dir=tmp_path,
                       after=synced.wait)
-        await dns.start()
-        try:
+        async with supervising(dns):
             await asyncio.sleep(0.3)  # what it would do meanwhile, if it did not wait
             assert dns.proc is None
             synced.set()
@@ -107,10 +123,71 @@ def test_the_server_starts_only_once_the_proxy_has_synced(tmp_path):
             while dns.proc is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             assert dns.proc is not None and dns.proc.poll() is None
-        finally:
-            await dns.stop()
-            if dns.proc is not None:
-                dns.proc.kill()
-                dns.proc.wait()
+
+    asyncio.run(scenario())
+
+
+ECHO_SERVER = r"""
+import socket, sys
+from pathlib import Path
+from svcnet.agent.dns.node import take_over
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+take_over(Path(sys.argv[2]))
+while True:  # a query echoed back has its id and rcode 0: probe() takes it for an answer
+    data, peer = s.recvfrom(4096)
+    s.sendto(data, peer)
+"""
+
+
+class FlakyAPI:
+    """In-memory EndpointSlices; the calls listed in `failures` raise those errors first (what
+    the aiohttp client raises while the API server restarts). The slice watch sees nothing."""
+
+    def __init__(self, *failures: Exception):
+        self.failures = list(failures)
+        self.slices: dict[str, dict] = {}
+
+    async def get(self, res, namespace, name):
+        if self.failures:
+            raise self.failures.pop(0)
+        if name not in self.slices:
+            raise APIError(404, "NotFound", f'endpointslices.discovery.k8s.io "{name}" not found')
+        return self.slices[name]
+
+    async def create(self, res, obj, manager=""):
+        self.slices[obj["metadata"]["name"]] = obj
+        return obj
+
+    async def list(self, res, namespace="", accept=None, **params):
+        return {"items": [], "metadata": {"resourceVersion": "1"}}
+
+    async def watch(self, res, namespace="", resource_version="", **params):
+        await asyncio.Event().wait()
+        yield
+
+
+@pytest.mark.parametrize("failure", [aiohttp.ServerDisconnectedError(), aiohttp.ClientPayloadError(),
+                                     ConnectionRefusedError()])
+def test_the_slice_is_published_after_the_api_server_went_away_mid_request(tmp_path, failure):
+    """A request cut off by an API server restart is retried: the supervisor (which also
+    restarts the DNS server) must not die of it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    class Echo(NodeDNS):
+        def command(self):
+            return [sys.executable, "-c", ECHO_SERVER, str(port), str(tmp_path / PID_FILE)]
+
+    async def scenario():
+        api = FlakyAPI(failure)
+        dns = Echo(api, [], node_name="n1", address="127.0.0.1", port=port, data_dir=tmp_path)
+        async with supervising(dns):
+            deadline = time.monotonic() + 10
+            while "kube-dns-n1" not in api.slices and time.monotonic() < deadline:
+                assert not dns.tasks[0].done(), dns.tasks[0].exception()
+                await asyncio.sleep(0.05)
+            assert api.slices["kube-dns-n1"]["endpoints"][0]["addresses"] == ["127.0.0.1"]
 
     asyncio.run(scenario())

@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
+
 from svcnet.agent.dns import wire
 from svcnet.agent.runtime.containers import proc_start_ticks
 from svcnet.api.errors import APIError
@@ -209,7 +211,8 @@ class NodeDNS:
                         self.recheck.clear()
                         try:
                             await self._publish()
-                        except OSError as e:  # the API may be restarting: again in a second
+                        except (aiohttp.ClientError, OSError) as e:
+                            # the API may be restarting (a request cut off, or refused): again in a second
                             log.warning("checking the kube-dns EndpointSlice: %s", e)
                             self.recheck.set()
                             await asyncio.sleep(1)
