@@ -63,5 +63,13 @@ class Histogram:
         return "\n".join(lines) + "\n"
 
 
+def family(name: str, help_: str, kind: str, samples: list[str]) -> str:
+    """One metric family in the text format: HELP, TYPE and its sample lines (none: nothing,
+    as the client libraries leave out a labelled family with no series yet)."""
+    if not samples:
+        return ""
+    return f"# HELP {name} {help_}\n# TYPE {name} {kind}\n" + "\n".join(samples) + "\n"
+
+
 def render() -> str:
     return "".join(m.render() for m in REGISTRY)
