@@ -4,12 +4,14 @@ Status of a command, PodExecOptions and container choice, and the runtime record
 from __future__ import annotations
 
 import json
+import os
 
 import orjson
 import pytest
 from multidict import MultiDict
 
-from svcnet.agent.runtime.podexec import target_from_state
+from svcnet.agent.runtime.containers import proc_start_ticks
+from svcnet.agent.runtime.podexec import ExecError, ExecTarget, spawn_exec, target_from_state
 from svcnet.api import remotecommand as rc
 from svcnet.api.errors import APIError
 
@@ -184,3 +186,16 @@ def test_a_container_that_does_not_run_is_not_found(tmp_path):
     assert target_from_state(STATE, tmp_path, "nosuch") is None
     assert target_from_state({**STATE, "terminal": True}, tmp_path, "a") is None
     assert target_from_state({**STATE, "sandbox": None}, tmp_path, "a") is None
+
+
+def test_an_argument_with_a_nul_byte_is_an_exec_error_not_a_traceback():
+    """A query can carry `command=a%00b`: it must end as an error on the error channel (an
+    ExecError), not as an exception out of the upgraded connection. Popen refuses it before
+    forking, so nothing runs (the target is this test's own process and namespace)."""
+    me = os.getpid()
+    target = ExecTarget(netns_pid=me, netns_start=proc_start_ticks(me), hostname="h", files={},
+                        uid=65534, gid=65534, env={"PATH": "/bin"}, workdir="/", pid=me,
+                        start=proc_start_ticks(me))
+    with pytest.raises(ExecError) as e:
+        spawn_exec(target, ["echo", "a\x00b"], False, True, False, False)
+    assert "null byte" in str(e.value)

@@ -242,6 +242,8 @@ def _start(target: ExecTarget, argv: list[str], env: dict[str, str], netns: int,
         raise ExecError(f'exec: "{argv[0]}": executable file not found in $PATH') from None
     except PermissionError:
         raise ExecError(f'exec: "{argv[0]}": permission denied') from None
+    except ValueError as e:  # a NUL byte in an argument or variable: refused before the fork
+        raise ExecError(f"exec: {e}") from None
     except (OSError, subprocess.SubprocessError) as e:
         os.close(err_w)
         err_w = -1
