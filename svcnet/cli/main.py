@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--reuse-port", action="store_true",
                    help="bind with SO_REUSEPORT (a new server can start beside a running one)")
     n.add_argument("--pid-file", help="write 'PID START-TICKS' here once answering")
+    n.add_argument("--metrics-listen", metavar="ADDR:PORT", default=None,
+                   help="serve CoreDNS's /metrics, /health and /ready here over HTTP "
+                        "(default: none; the node agent uses its DNS address with port 9153)")
     n.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     n.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -230,7 +233,8 @@ async def _dns(args: argparse.Namespace) -> int:
     return await _run_api_client(args, "svcnet-dns", lambda client: DNSProcess(
         client, [parse_listen(x) for x in args.listen or ["127.0.0.1:53"]],
         args.cluster_domain, args.resolv_conf, reuse_port=args.reuse_port or args.workers > 1,
-        pid_file=args.pid_file))
+        pid_file=args.pid_file,
+        metrics_listen=parse_listen(args.metrics_listen) if args.metrics_listen else None))
 
 
 async def _agent(args: argparse.Namespace) -> int:
@@ -287,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.workers > 1 and not fork_workers(args.workers):
             args.pid_file = None  # a forked worker: the first process is the one to stop
+            args.metrics_listen = None  # and the one serving metrics
         return asyncio.run(_dns(args))
     return 2
 

@@ -13,6 +13,9 @@ Theory of operation
   with the ID it was given.
 - TCP clients are forwarded over TCP (as CoreDNS's forward does: the client's protocol), one
   connection per query, under the same timeout.
+- Metrics, as CoreDNS's forward plugin counts them, per upstream `to` ("ADDR:53"): each query
+  sent (`requests`), each response received by rcode (`responses`) and its round trip
+  (`durations`, a histogram); plain dicts, written on the event loop only.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import ipaddress
 import logging
 import random
 import struct
+import time
 from pathlib import Path
+
+from svcnet.agent.dns.metrics import observe
 
 log = logging.getLogger("svcnet.dns.forward")
 
@@ -66,6 +72,9 @@ class Forwarder:
         self.pending: dict[int, tuple[asyncio.Future, tuple[str, int]]] = {}
         self.transports: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
         self.stats = {"forwarded": 0, "timeouts": 0, "overflow": 0}
+        self.requests: dict[str, int] = {}  # to -> queries sent
+        self.responses: dict[tuple[str, int], int] = {}  # (to, rcode) -> responses
+        self.durations: dict[tuple[str, int], list] = {}  # (to, rcode) -> histogram
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,6 +121,9 @@ class Forwarder:
             return None
         orig_id = message[:2]
         for upstream in self.upstreams:
+            to = f"[{upstream[0]}]:{upstream[1]}" if ":" in upstream[0] else f"{upstream[0]}:{upstream[1]}"
+            t0 = time.perf_counter()
+            self.requests[to] = self.requests.get(to, 0) + 1
             try:
                 if tcp:
                     reply = await asyncio.wait_for(self._tcp(message, upstream), self.timeout)
@@ -120,8 +132,11 @@ class Forwarder:
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
                 reply = None
                 self.stats["timeouts"] += 1
-            if reply is not None:
+            if reply is not None and len(reply) >= 12:
                 self.stats["forwarded"] += 1
+                key = (to, reply[3] & 0xF)
+                self.responses[key] = self.responses.get(key, 0) + 1
+                observe(self.durations, key, time.perf_counter() - t0)
                 return orig_id + reply[2:]
             if len(self.pending) >= self.max_pending:
                 break

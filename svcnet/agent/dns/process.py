@@ -2,6 +2,7 @@
 
     svcnet dns --kubeconfig F --listen 10.244.0.1:53 [--listen ...] [--cluster-domain cluster.local]
                [--resolv-conf /etc/resolv.conf] [--workers N] [--reuse-port] [--pid-file F]
+               [--metrics-listen 10.244.0.1:9153]
 
 It lists and watches Services, EndpointSlices and Namespaces, and answers on UDP and TCP once
 the first lists are in. The node agent runs it as a supervised child on the node's pod-network
@@ -11,6 +12,13 @@ gateway address; run by hand (e.g. on 127.0.0.1:5353) it serves any API server's
 same addresses with SO_REUSEPORT, so the kernel spreads queries across them (one event loop
 each, so DNS scales over cores; each keeps its own watches and cache). Workers exit when the
 first process does.
+
+`--metrics-listen ADDR:PORT` (none by default; the node agent gives its DNS address with 9153,
+CoreDNS's port) serves, over HTTP, as CoreDNS's prometheus, health and ready plugins do:
+`/metrics` (metrics.py: CoreDNS's names and labels), `/health` (200 "OK" while the process
+runs) and `/ready` (200 "OK" once the first lists are in and the DNS listeners answer, 503
+before). The listener binds with SO_REUSEPORT, as the DNS ports do, so a newer server can start
+beside the one it replaces. With --workers, only the first process serves it (its own counts).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 
 from svcnet.agent.dns.answer import Catalog
 from svcnet.agent.dns.forward import Forwarder, read_resolv_conf
+from svcnet.agent.dns.metrics import DNSMetrics, server_label
 from svcnet.agent.dns.node import superseded, take_over
 from svcnet.agent.dns.server import Resolver, serve
 from svcnet.api.resources import BY_KIND
@@ -45,14 +54,20 @@ def parse_listen(value: str) -> tuple[str, int]:
 class DNSProcess:
     def __init__(self, client: Client, listen: list[tuple[str, int]], domain: str = "cluster.local",
                  resolv_conf: str = "/etc/resolv.conf", exclude_upstreams: set[str] = frozenset(),
-                 reuse_port: bool = False, pid_file: str | None = None):
+                 reuse_port: bool = False, pid_file: str | None = None,
+                 metrics_listen: tuple[str, int] | None = None):
         self.client = client
+        self.metrics_listen = metrics_listen
+        self.metrics_runner = None
+        self.ready = False
         self.pid_file = Path(pid_file) if pid_file else None
         self.listen = listen
         self.reuse_port = reuse_port
         own = {h for h, _ in listen} | set(exclude_upstreams)
         self.forwarder = Forwarder(read_resolv_conf(resolv_conf, own))
         self.resolver = Resolver(Catalog(domain=domain, serial=1), self.forwarder)
+        self.metrics = DNSMetrics(self.resolver.classes, self.resolver.entries, self.forwarder,
+                                  server_label(*listen[0]) if listen else "")
         self.namespaces: set[str] = set()
         self.informers: list[Informer] = []
         self.servers: list = []
@@ -60,6 +75,8 @@ class DNSProcess:
         self.done = asyncio.Event()  # set when this server should stop by itself
 
     async def start(self) -> None:
+        if self.metrics_listen is not None:
+            await self._serve_metrics()
         await self.forwarder.start()
         services = Informer(self.client, SERVICE)
         services.add_handler(self.resolver.on_service)
@@ -89,6 +106,7 @@ class DNSProcess:
             log.info("cluster DNS for %s answering on %s:%d (UDP, TCP); upstreams %s",
                      self.resolver.catalog.domain, host, port,
                      ", ".join(h for h, _ in self.forwarder.upstreams) or "none")
+        self.ready = True
         if any(getattr(udp, "timing", None) is not None for udp, _ in self.servers):
             # `kill -USR2 PID` starts measuring the UDP thread's own latency (udp.Timing); the
             # next one logs what it measured and stops
@@ -99,6 +117,30 @@ class DNSProcess:
                 self.done.set()
                 return
             self.tasks.append(asyncio.create_task(self._watch_pid_file()))
+
+    async def _serve_metrics(self) -> None:
+        from aiohttp import web
+
+        def ready(_request):
+            if self.ready:
+                return web.Response(text="OK")
+            return web.Response(status=503, text="kubernetes")  # as CoreDNS: who is not ready
+
+        app = web.Application()
+        app.router.add_get("/metrics", lambda r: web.Response(
+            text=self.metrics.render(), content_type="text/plain",
+            headers={"X-Content-Type-Options": "nosniff"}))
+        app.router.add_get("/health", lambda r: web.Response(text="OK"))
+        app.router.add_get("/ready", ready)
+        self.metrics_runner = web.AppRunner(app, access_log=None)
+        await self.metrics_runner.setup()
+        host, port = self.metrics_listen
+        try:
+            await web.TCPSite(self.metrics_runner, host, port, reuse_port=True).start()
+        except OSError as e:  # names matter more than their metrics: answer anyway
+            log.warning("metrics endpoint %s:%d not served: %s", host, port, e)
+            return
+        log.info("metrics on http://%s:%d/metrics (/health, /ready)", host, port)
 
     async def _watch_pid_file(self) -> None:
         while not superseded(self.pid_file):
@@ -140,6 +182,8 @@ class DNSProcess:
         for inf in self.informers:
             await inf.stop()
         self.forwarder.close()
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
 
 
 def _keep_metadata(kind: str, old: dict | None, new: dict | None) -> None:

@@ -26,6 +26,9 @@ Theory of operation
   CPU it preempts the running task instead of waiting for that task's slice to end. With
   TIMING_ENV set, `Timing` measures the server's own part of each query's latency from the
   kernel's receive timestamp (the bench reads it to tell it from the client's).
+- Metrics: `fast` counts each hit into this thread's own Tally (metrics.py: plain list
+  increments, no lock); the thread times each batch (recvmmsg returned -> sendmmsg returned)
+  and gives that time to the batch's answers with one `Tally.batch` call per batch.
 - `close()` stops the thread: the socket has a 0.2 s receive timeout, so recvmmsg returns and
   the thread sees the flag. Linux, 64-bit only; `available()` says whether it can be used.
 """
@@ -147,9 +150,11 @@ class Timing:
 
 
 class BatchUDP:
-    def __init__(self, fast, host: str, port: int, reuse_port: bool = False):
-        """Bind host:port; `fast(query) -> bytes | None` will run on the thread."""
+    def __init__(self, fast, host: str, port: int, reuse_port: bool = False, tally=None):
+        """Bind host:port; `fast(query, counts) -> bytes | None` will run on the thread,
+        counting its hits in `tally.counts` (a metrics.Tally written by this thread only)."""
         self.fast = fast
+        self.tally = tally
         self.slow = None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -232,6 +237,10 @@ class BatchUDP:
         fast, names_base = self.fast, addr(names)
         for i in range(n_):
             rmsg_i[16 * i + 2] = NAME_BUF
+        tally = self.tally
+        counts = tally.counts if tally is not None else None
+        perf = time.perf_counter
+        t0 = 0.0
         timing, ctrl_q = self.timing, None
         if timing is not None:
             ctrl = ctypes.create_string_buffer(CTRL_BUF * n_)
@@ -243,6 +252,8 @@ class BatchUDP:
             n = recvmmsg(fd, rmsg, n_, MSG_WAITFORONE, None)
             if n <= 0:
                 continue
+            if tally is not None:
+                t0 = perf()
             if timing is not None and timing.active:
                 t_recv = time.time_ns()
             k = 0
@@ -250,7 +261,7 @@ class BatchUDP:
                 # each query copied out on its own: `rbuf.raw` would copy all 256 KiB per batch
                 off = i * QUERY_BUF
                 query = bytes(rview[off:off + rmsg_i[16 * i + 14]])
-                answer = fast(query) if not rmsg_i[16 * i + 12] & MSG_TRUNC else b""
+                answer = fast(query, counts) if not rmsg_i[16 * i + 12] & MSG_TRUNC else b""
                 namelen = rmsg_i[16 * i + 2]
                 rmsg_i[16 * i + 2] = NAME_BUF  # the kernel wrote the address's length there
                 if answer is None or len(answer) > ANSWER_BUF:
@@ -271,6 +282,8 @@ class BatchUDP:
                 k += 1
             if k:
                 sendmmsg(fd, smsg, k, 0)
+                if tally is not None:
+                    tally.batch(perf() - t0)
             if t_recv:
                 timing.add(ctrl_q, rmsg_q, n, t_recv, time.time_ns())
                 t_recv = 0
