@@ -88,7 +88,7 @@ def test_kube_dns_slice():
                                        "endpointslice.kubernetes.io/managed-by": "svcnet-agent"}
     assert s["endpoints"][0]["addresses"] == ["10.244.0.1"] and s["endpoints"][0]["conditions"]["ready"]
     assert {(p["name"], p["protocol"], p["port"]) for p in s["ports"]} == {
-        ("dns", "UDP", 53), ("dns-tcp", "TCP", 53)}
+        ("dns", "UDP", 53), ("dns-tcp", "TCP", 53), ("metrics", "TCP", 9153)}
 
 
 @contextlib.asynccontextmanager

@@ -17,8 +17,9 @@ Theory of operation
   checking start times so a reused PID is never hit).
 - Once a server answers, the agent publishes a selector-less EndpointSlice
   `kube-system/kube-dns-<node>` (managed-by `svcnet-agent`, ready) for the `kube-dns` Service
-  (10.96.0.10, ports `dns` 53/UDP and `dns-tcp` 53/TCP, created by the control plane without a
-  selector, so the EndpointSlice controller leaves it alone). The service proxy then DNATs
+  (10.96.0.10, ports `dns` 53/UDP, `dns-tcp` 53/TCP and `metrics` 9153/TCP, the server's
+  CoreDNS-style /metrics; created by the control plane without a selector, so the
+  EndpointSlice controller leaves it alone). The service proxy then DNATs
   10.96.0.10:53 to the server, from pods and from the node itself, like any ClusterIP.
 - Pods get `nameserver 10.96.0.10` and the search path from the runtime's resolv.conf.
 """
@@ -47,6 +48,7 @@ from svcnet.client import Client, Informer
 log = logging.getLogger("svcnet.agent.dns")
 SLICE, NODE = BY_KIND["EndpointSlice"], BY_KIND["Node"]
 MANAGED_BY = "svcnet-agent"
+METRICS_PORT = 9153  # CoreDNS's prometheus port, the kube-dns Service's `metrics` port
 
 
 def slice_name(node_name: str) -> str:
@@ -66,7 +68,8 @@ def kube_dns_slice(node_name: str, address: str, port: int = 53, node_uid: str =
             "endpoints": [{"addresses": [address], "nodeName": node_name,
                            "conditions": {"ready": True, "serving": True, "terminating": False}}],
             "ports": [{"name": "dns", "protocol": "UDP", "port": port},
-                      {"name": "dns-tcp", "protocol": "TCP", "port": port}]}
+                      {"name": "dns-tcp", "protocol": "TCP", "port": port},
+                      {"name": "metrics", "protocol": "TCP", "port": METRICS_PORT}]}
 
 
 def probe(address: str, port: int, domain: str, timeout: float = 0.5) -> bool:
@@ -181,7 +184,7 @@ class NodeDNS:
         return [sys.executable, "-m", "svcnet.cli.main", "dns", *self.credentials,
                 "--listen", f"{self.address}:{self.port}", "--cluster-domain", self.domain,
                 "--resolv-conf", self.resolv_conf, "--pid-file", str(self.data_dir / PID_FILE),
-                "--reuse-port"]
+                "--reuse-port", "--metrics-listen", f"{self.address}:{METRICS_PORT}"]
 
     async def start(self) -> None:
         self.tasks.append(asyncio.create_task(self._supervise()))
