@@ -386,6 +386,8 @@ class Session:
         """Returns when the container's own process has ended (never if it cannot be watched)."""
         try:
             fd = os.pidfd_open(target.pid)
+        except ProcessLookupError:
+            return  # it ended since exec_target found it running
         except OSError:
             await asyncio.Event().wait()
             return

@@ -3,8 +3,10 @@ Status of a command, PodExecOptions and container choice, and the runtime record
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
 
 import orjson
 import pytest
@@ -199,3 +201,19 @@ def test_an_argument_with_a_nul_byte_is_an_exec_error_not_a_traceback():
     with pytest.raises(ExecError) as e:
         spawn_exec(target, ["echo", "a\x00b"], False, True, False, False)
     assert "null byte" in str(e.value)
+
+
+def test_a_session_ends_when_its_container_ended_before_it_was_watched():
+    """The container may end between exec_target's check and the session's watch on it: that
+    is an end like any other (the session used to wait for it forever)."""
+    gone = subprocess.Popen(["true"])
+    start = proc_start_ticks(gone.pid)
+    gone.wait()  # reaped: its PID names no process now
+    target = ExecTarget(netns_pid=0, netns_start=0, hostname="h", files={}, uid=0, gid=0, env={},
+                        workdir="/", pid=gone.pid, start=start or 0)
+
+    async def watch():
+        session = rc.Session(None, V5, rc.ExecOptions(["true"], "c", False, True, False, False))
+        await asyncio.wait_for(session._container_ended(target), 5)
+
+    asyncio.run(watch())
