@@ -189,13 +189,24 @@ class ControlPlane:
                     await reg.update(res, "default", "kubernetes", cur, manager="kube-apiserver")
 
     async def _ensure_kube_dns_service(self) -> None:
-        """kube-system/kube-dns: the tenth service IP (10.96.0.10 by default), ports `dns` 53/UDP
-        and `dns-tcp` 53/TCP, without a selector: each node agent publishes its DNS server in
-        an EndpointSlice of its own. Created when missing; never changed afterwards."""
+        """kube-system/kube-dns: the tenth service IP (10.96.0.10 by default), ports `dns` 53/UDP,
+        `dns-tcp` 53/TCP and `metrics` 9153/TCP (as kubeadm has them), without a selector: each
+        node agent publishes its DNS server in an EndpointSlice of its own. Created when
+        missing; an existing one without the `metrics` port gets it (a cluster made before the
+        DNS served metrics); otherwise never changed."""
         from svcnet.agent.dns import cluster_dns_ip
 
         reg = self.registry
-        if await reg.try_get(SERVICE, "kube-system", "kube-dns") is not None:
+        metrics = {"name": "metrics", "protocol": "TCP", "port": 9153, "targetPort": 9153}
+        cur = await reg.try_get(SERVICE, "kube-system", "kube-dns")
+        if cur is not None:
+            ports = cur["spec"].get("ports") or []
+            if not any(p.get("name") == "metrics" or p.get("port") == 9153 for p in ports):
+                cur["spec"]["ports"] = ports + [metrics]
+                try:
+                    await reg.update(SERVICE, "kube-system", "kube-dns", cur, manager="svcnet")
+                except APIError as e:
+                    log.warning("could not add the metrics port to the kube-dns Service: %s", e)
             return
         ip = cluster_dns_ip(self.opts.service_cidr)
         body = {"metadata": {"name": "kube-dns", "namespace": "kube-system",
@@ -203,7 +214,8 @@ class ControlPlane:
                                         "kubernetes.io/name": "KubeDNS"}},
                 "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
                          "ports": [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
-                                   {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53}]}}
+                                   {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53},
+                                   metrics]}}
         try:
             await reg.create(SERVICE, body, "svcnet")
         except APIError as e:
