@@ -157,11 +157,13 @@ class Tally:
                 self.duration_sums[z] += n * seconds
 
     def answered(self, classes: Classes, query: bytes, response: bytes, plugin: str, cache: str,
-                 seconds: float, qname: str | None = None, qtype: int | None = None) -> None:
-        """Count one answer made on the event loop (`qname`/`qtype` when the caller parsed
-        them; a query that could not be read is zone "dropped", type "other")."""
-        if qname is None:
-            zone, qtype = DROPPED, 0
+                 seconds: float, qname: str | None = None, qtype: int = 0,
+                 dropped: bool = False) -> None:
+        """Count one answer made on the event loop (`qname`/`qtype` when the caller could read
+        them: without, type "other"). Zone "dropped": a query that could not be read, or that
+        the server refused before looking at its name (`dropped`)."""
+        if qname is None or dropped:
+            zone = DROPPED
         else:
             zone = zone_index(qname.lower().rstrip("."), classes.domain)
         self.counts[classes.intern(zone, qtype, response[3] & 0xF, plugin, cache,

@@ -121,16 +121,20 @@ class DNSProcess:
     async def _serve_metrics(self) -> None:
         from aiohttp import web
 
-        def ready(_request):
+        async def metrics(_request):
+            return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+        async def health(_request):
+            return web.Response(text="OK")
+
+        async def ready(_request):
             if self.ready:
                 return web.Response(text="OK")
             return web.Response(status=503, text="kubernetes")  # as CoreDNS: who is not ready
 
         app = web.Application()
-        app.router.add_get("/metrics", lambda r: web.Response(
-            text=self.metrics.render(), content_type="text/plain",
-            headers={"X-Content-Type-Options": "nosniff"}))
-        app.router.add_get("/health", lambda r: web.Response(text="OK"))
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/health", health)
         app.router.add_get("/ready", ready)
         self.metrics_runner = web.AppRunner(app, access_log=None)
         await self.metrics_runner.setup()

@@ -150,8 +150,8 @@ class Resolver:
             return self._done(tally, t0, data, q, wire.encode_response(q, NOTIMP, aa=False),
                               SERVER, UNCACHED), None
         if q.qclass != IN or q.qtype in (AXFR, IXFR):
-            return self._done(tally, t0, data, q if q.qclass == IN else None,
-                              wire.encode_response(q, REFUSED, aa=False), SERVER, UNCACHED), None
+            return self._done(tally, t0, data, q, wire.encode_response(q, REFUSED, aa=False),
+                              SERVER, UNCACHED, dropped=q.qclass != IN), None
         key = q.question_wire.lower() + (EDNS_TAG if q.edns is not None else b"")
         limit = 65535 if tcp else (min(q.edns, wire.EDNS_SIZE) if q.edns is not None else wire.MIN_UDP)
         v = self.cache.get(key)
@@ -176,11 +176,14 @@ class Resolver:
         return self._done(tally, t0, data, q, r, KUBERNETES, MISS), None
 
     def _done(self, tally: Tally | None, t0: float, data: bytes, q, r: bytes | None,
-              plugin: str, cache: str) -> bytes | None:
-        """Count the answer `r` (None: nothing is sent, nothing counted) and return it."""
+              plugin: str, cache: str, dropped: bool = False) -> bytes | None:
+        """Count the answer `r` (None: nothing is sent, nothing counted) and return it;
+        `dropped`: refused before its name was looked at (a class other than IN), which
+        CoreDNS counts in the zone "dropped"."""
         if tally is not None and r is not None:
             tally.answered(self.classes, data, r, plugin, cache, time.perf_counter() - t0,
-                           q.qname if q is not None else None, q.qtype if q is not None else 0)
+                           q.qname if q is not None else None, q.qtype if q is not None else 0,
+                           dropped)
         return r
 
     async def slow(self, data: bytes, tcp: bool = False, tally: Tally | None = None,
