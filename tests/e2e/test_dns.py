@@ -253,14 +253,68 @@ def test_kube_dns_service_and_its_endpoint_slice(cluster):
     svc = cluster.json("get", "svc", "kube-dns", "-n", "kube-system")
     assert svc["spec"]["clusterIP"] == DNS and "selector" not in svc["spec"]
     assert {(p["name"], p["protocol"], p["port"]) for p in svc["spec"]["ports"]} == {
-        ("dns", "UDP", 53), ("dns-tcp", "TCP", 53)}
+        ("dns", "UDP", 53), ("dns-tcp", "TCP", 53), ("metrics", "TCP", 9153)}
     slices = cluster.json("get", "endpointslices", "-n", "kube-system",
                           "-l", "kubernetes.io/service-name=kube-dns")["items"]
     assert [s["endpoints"][0]["addresses"] for s in slices] == [["10.244.0.1"]]
+    assert {(p["name"], p["protocol"], p["port"]) for p in slices[0]["ports"]} == {
+        ("dns", "UDP", 53), ("dns-tcp", "TCP", 53), ("metrics", "TCP", 9153)}
     assert slices[0]["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "svcnet-agent"
     node = cluster.json("get", "node", "node1")
     assert slices[0]["metadata"]["ownerReferences"] == [
         {"apiVersion": "v1", "kind": "Node", "name": "node1", "uid": node["metadata"]["uid"]}]
+
+
+def scrape(cluster) -> str:
+    """/metrics of the cluster DNS, through the kube-dns Service's `metrics` port."""
+    rc, body = cluster.curl("node", f"http://{DNS}:9153/metrics", timeout=10)
+    assert rc == 0 and "coredns_build_info" in body, (rc, body[:500])
+    return body
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        have = dict(kv.split("=", 1) for kv in head[len(name) + 1:-1].split(","))
+        if all(have.get(k) == f'"{v}"' for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_coredns_metrics_through_the_kube_dns_service(cluster):
+    """Queries of names of this test's own (type MX, which nothing else asks) counted exactly:
+    a miss each (the answerer, NXDOMAIN), then a hit each from the UDP thread, one over TCP; and
+    one name forwarded to the laptop's upstream. Read from the node at 10.96.0.10:9153 (the Service's `metrics` port and this node's slice)."""
+    names = [f"m{i}-{os.getpid()}.default.svc.cluster.local" for i in range(3)]
+    zone = {"zone": "cluster.local."}
+    series = {
+        "udp": ("coredns_dns_requests_total", dict(zone, proto="udp", type="MX", family="1")),
+        "tcp": ("coredns_dns_requests_total", dict(zone, proto="tcp", type="MX")),
+        "answered": ("coredns_dns_responses_total", dict(zone, rcode="NXDOMAIN", plugin="kubernetes")),
+        "cached": ("coredns_dns_responses_total", dict(zone, rcode="NXDOMAIN", plugin="cache")),
+        "hits": ("coredns_cache_hits_total", {"zones": "cluster.local.", "type": "denial"}),
+        "timed": ("coredns_dns_request_duration_seconds_count", zone),
+        "sent": ("coredns_forward_requests_total", {"to": "192.168.1.10:53"}),
+        "relayed": ("coredns_forward_responses_total", {"to": "192.168.1.10:53", "rcode": "NOERROR"}),
+        "forwarded": ("coredns_dns_responses_total", {"zone": ".", "plugin": "forward"}),
+    }
+    before = scrape(cluster)
+    for opts in (("+noedns",), ("+noedns",), ("+noedns", "+tcp")):
+        for name in names[:1] if "+tcp" in opts else names:
+            r = cluster.world.run("node", "dig", f"@{DNS}", "+tries=1", "+time=5", *opts, name, "MX")
+            assert "status: NXDOMAIN" in r.stdout, r.stdout
+    assert dig(cluster, f"f-{os.getpid()}.example.test", "A", "+tries=1") == ["192.168.1.10"]
+    after = scrape(cluster)
+    grew = {k: sample(after, n, **lab) - sample(before, n, **lab) for k, (n, lab) in series.items()}
+    assert grew == {"udp": 6, "tcp": 1, "answered": 3, "cached": 4, "hits": 4, "timed": 7,
+                    "sent": 1, "relayed": 1, "forwarded": 1}
+    assert 'server="dns://10.244.0.1:53"' in after and "process_resident_memory_bytes" in after
+    assert cluster.curl("node", f"http://{DNS}:9153/health") == (0, "OK")
+    assert cluster.curl("node", f"http://{DNS}:9153/ready") == (0, "OK")
 
 
 def kube_dns_slice(cluster) -> dict | None:
