@@ -21,8 +21,9 @@ Theory of operation
   stdout and stderr are copied as the command writes them; when it has exited and its output
   is drained, the error channel gets Success or NonZeroExitCode with an ExitCode cause (so
   `kubectl exec` exits with the command's code), then the server sends a close frame and
-  waits for the client's. The command's process group is killed when the client goes away,
-  when the container's own process ends, and once the command is done.
+  waits for the client's. The command's process group is killed when the client goes away
+  and when the container's own process ends; what a command that ended left running in the
+  background (`nohup x &`) keeps running, as in a container, until the pod ends.
 - Pure parts (negotiation, framing, resize decoding, the final Status) are at the top and are
   tested without sockets; `serve_exec` is the I/O shell.
 """
@@ -352,7 +353,8 @@ class Session:
                 await exited
             if pumps:
                 await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
-            proc.kill()  # what it left running in the background ends with it
+            # What it started in the background keeps running, as in a container (`nohup x &`):
+            # it ends with the container's sandbox (the pod's end sweeps its network namespace).
             code = wait_status(proc.proc.wait())
             for p in pumps:
                 if not p.done():

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from svcnet.agent.runtime.containers import processes_in_netns
+from svcnet.agent.runtime.containers import proc_start_ticks, processes_in_netns
 from tests.e2e.cluster import poll, running_cluster, unique_prefix
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
@@ -313,6 +313,23 @@ def test_the_session_ends_with_the_container(cluster):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_what_a_command_leaves_in_the_background_keeps_running(cluster):
+    """`kubectl exec pod -- sh -c 'nohup daemon &'` starts a daemon in the container, as on a
+    real cluster: the session ends, the daemon does not."""
+    r = kubectl(cluster, "exec", "backend", "--", "sh", "-c",
+                "nohup sleep 301 >/dev/null 2>&1 & echo $!")
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout)
+    try:
+        ticks = proc_start_ticks(pid)
+        assert ticks is not None and b"sleep\x00301" in open(f"/proc/{pid}/cmdline", "rb").read()
+        backend = cluster.json("get", "pod", "backend")["status"]["containerStatuses"][0]
+        assert pid in processes_in_netns(int(backend["containerID"].split("://")[1]))
+    finally:
+        if proc_start_ticks(pid) is not None:
+            os.kill(pid, signal.SIGKILL)
 
 
 PYTHON_CLIENT = r"""

@@ -88,9 +88,10 @@ class ExecProcess:
             pass
 
     def close(self) -> None:
-        """Kill, reap and release every descriptor (idempotent)."""
-        self.kill()
-        if self.proc.returncode is None:
+        """Kill the command if it still runs, reap it and release every descriptor
+        (idempotent). Once it has ended, what it left in the background keeps running."""
+        if self.proc.poll() is None:
+            self.kill()
             self.proc.wait()
         fds = {self.stdin, self.stdout, self.stderr, self.pidfd}
         self.stdin = self.stdout = self.stderr = self.pidfd = None
