@@ -289,6 +289,8 @@ def kill_netns_members(sb: Sandbox) -> int:
         return 0
     try:
         netns = os.stat(sb.netns).st_ino
+        if netns == os.stat("/proc/self/ns/net").st_ino:
+            return 0  # never the node's own namespace (this process's)
     except OSError:
         return 0
     killed = 0
