@@ -273,7 +273,10 @@ async def serve_exec(request: web.Request, t: Target, registry: Registry,
     session = Session(ws, protocol, opts)
     try:
         first = STDOUT if opts.stdout else STDERR if opts.stderr else ERROR
-        await session.send(first, b"")  # "the connection is up"
+        try:
+            await session.send(first, b"")  # "the connection is up"
+        except ConnectionError:
+            return ws  # the client is gone already
         if target is None:
             await session.finish(errors.internal(
                 f'unable to upgrade connection: container not found ("{container}")').status())
@@ -284,7 +287,7 @@ async def serve_exec(request: web.Request, t: Target, registry: Registry,
         try:
             proc = podexec.spawn_exec(target, opts.command, opts.stdin, opts.stdout,
                                       opts.stderr, opts.tty, size)
-        except podexec.ExecError as e:
+        except (podexec.ExecError, OSError) as e:  # OSError: no pty or pipe (EMFILE...)
             await session.finish(errors.internal(
                 f"error executing command in container: {e}").status())
             return ws
