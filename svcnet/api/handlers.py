@@ -21,6 +21,7 @@ import yaml
 from aiohttp import web
 
 from svcnet.agent.runtime import logs as runtime_logs
+from svcnet.agent.runtime.containers import pod_dir
 from svcnet.api import errors
 from svcnet.api.errors import APIError
 from svcnet.api.request import (Negotiated, Target, decode_object, media_type, negotiate,
@@ -210,7 +211,7 @@ class ResourceHandlers:
         path = None
         if st is not None and self.logs_dir is not None:
             n = int(st.get("restartCount") or 0) - (1 if previous else 0)
-            candidate = (self.logs_dir / "pods" / f"{t.namespace}_{t.name}_{pod['metadata']['uid']}"
+            candidate = (pod_dir(self.logs_dir / "pods", t.namespace, t.name, pod["metadata"]["uid"])
                          / container / f"{n}.log")
             if n >= 0 and candidate.exists():
                 path = candidate

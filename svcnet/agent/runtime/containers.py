@@ -41,6 +41,22 @@ from typing import Callable
 from svcnet.agent.nsenter import enter_pod
 from svcnet.images.registry import resolve, split_image
 
+STATE_FILE = "state.json"  # a pod's record in its directory (pod.py writes it)
+
+
+def pod_dir(pods_dir: Path, namespace: str, name: str, uid: str) -> Path:
+    """A pod's directory under the agent's `<data-dir>/pods`: its record, files and logs."""
+    return pods_dir / f"{namespace}_{name}_{uid}"
+
+
+def pod_mounts(directory: Path) -> dict[str, str]:
+    """The bind mounts of a pod's containers (enter_pod): node path -> the pod's own file in
+    its directory."""
+    return {"/etc/resolv.conf": str(directory / "resolv.conf"),
+            "/etc/hosts": str(directory / "etc.hosts"),
+            "/etc/hostname": str(directory / "etc.hostname")}
+
+
 DEFAULT_UID = DEFAULT_GID = 65534
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

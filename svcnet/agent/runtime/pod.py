@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("svcnet.agent.runtime")
 
-STATE_FILE = "state.json"
+STATE_FILE = ct.STATE_FILE
 MIN_GRACE = 2.0  # the kubelet never gives a container less than 2 seconds to stop
 CONFIG_RETRY = 1.0  # seconds between attempts to start a container whose ConfigMap is missing
 HOOK_TIMEOUT = 300.0  # an exec or HTTP postStart hook that never ends is stopped after this
@@ -202,7 +202,7 @@ class PodWorker:
         self.uid: str = meta["uid"]
         self.namespace: str = meta.get("namespace") or "default"
         self.name: str = meta["name"]
-        self.dir: Path = rt.pods_dir / f"{self.namespace}_{self.name}_{self.uid}"
+        self.dir: Path = ct.pod_dir(rt.pods_dir, self.namespace, self.name, self.uid)
         self.pod = pod
         self.service_env = dict(service_env or {})
         spec = pod.get("spec") or {}
@@ -257,9 +257,7 @@ class PodWorker:
 
     def files(self) -> dict[str, str]:
         """Bind mounts for enter_pod: node path -> pod file."""
-        return {"/etc/resolv.conf": str(self.dir / "resolv.conf"),
-                "/etc/hosts": str(self.dir / "etc.hosts"),
-                "/etc/hostname": str(self.dir / "etc.hostname")}
+        return ct.pod_mounts(self.dir)
 
     def write_files(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

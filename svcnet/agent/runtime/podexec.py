@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from svcnet.agent.nsenter import _libc, enter_pod
-from svcnet.agent.runtime.containers import (DEFAULT_GID, DEFAULT_PATH, DEFAULT_UID, alive,
-                                             pod_hostname, proc_start_ticks)
+from svcnet.agent.runtime.containers import (DEFAULT_GID, DEFAULT_PATH, DEFAULT_UID, STATE_FILE,
+                                             alive, pod_dir, pod_hostname, pod_mounts,
+                                             proc_start_ticks)
 
-STATE_FILE = "state.json"  # (pod.py's name for it; pod.py is not imported: it pulls the runtime)
 PR_SET_PDEATHSIG = 1
 
 
@@ -103,11 +103,6 @@ def set_window_size(fd: int, width: int, height: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
-def pod_dir(pods_dir: Path, pod: dict) -> Path:
-    meta = pod["metadata"]
-    return pods_dir / f"{meta.get('namespace') or 'default'}_{meta['name']}_{meta['uid']}"
-
-
 def target_from_state(state: dict, directory: Path, container: str) -> ExecTarget | None:
     """The running `container` of a pod record (state.json), or None if it is not running."""
     sandbox = state.get("sandbox") or {}
@@ -124,9 +119,7 @@ def target_from_state(state: dict, directory: Path, container: str) -> ExecTarge
     return ExecTarget(
         netns_pid=int(sandbox["pid"]), netns_start=int(sandbox.get("start") or 0),
         hostname=pod_hostname(pod),
-        files={"/etc/resolv.conf": str(directory / "resolv.conf"),   # as PodWorker.files()
-               "/etc/hosts": str(directory / "etc.hosts"),
-               "/etc/hostname": str(directory / "etc.hostname")},
+        files=pod_mounts(directory),
         uid=int(record.get("uid", DEFAULT_UID)), gid=int(record.get("gid", DEFAULT_GID)),
         env=dict(record.get("env") or {"PATH": DEFAULT_PATH}),
         workdir=spec.get("workingDir") or "/",
@@ -135,7 +128,8 @@ def target_from_state(state: dict, directory: Path, container: str) -> ExecTarge
 
 def exec_target(pods_dir: Path, pod: dict, container: str) -> ExecTarget | None:
     """The running `container` of `pod` on this node, checked against the live processes."""
-    directory = pod_dir(pods_dir, pod)
+    meta = pod["metadata"]
+    directory = pod_dir(pods_dir, meta.get("namespace") or "default", meta["name"], meta["uid"])
     try:
         state = json.loads((directory / STATE_FILE).read_text())
     except (OSError, ValueError):
