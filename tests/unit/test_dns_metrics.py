@@ -145,7 +145,7 @@ def test_a_batch_gives_its_time_to_each_of_its_answers_by_zone():
     t.batch(0.0003)                   # three answers of one batch: le 0.0005
     t.counts[CLUSTER] += 1
     t.counts[m.IN_ADDR] += 2
-    t.batch(0.003)                    # le 0.004
+    t.batch(0.003, 3)                 # le 0.004
     t.batch(0.5)                      # nothing new: nothing observed
     assert t.durations[CLUSTER][1] == 3 and t.durations[CLUSTER][4] == 1
     assert t.durations[m.IN_ADDR][4] == 2 and sum(t.durations[m.IN_ADDR]) == 2

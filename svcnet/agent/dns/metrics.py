@@ -145,16 +145,20 @@ class Tally:
         self.durations = [[0] * (len(TIME_BUCKETS) + 1) for _ in ZONES]
         self.duration_sums = [0.0] * len(ZONES)
 
-    def batch(self, seconds: float) -> None:
-        """Every answer counted since the last call took `seconds`."""
+    def batch(self, seconds: float, answers: int = 1) -> None:
+        """Every answer counted since the last call (`answers` of them) took `seconds`. Zones
+        are looked at in order until all are found: a batch of cluster names costs one."""
         counts, timed = self.counts, self.timed
         b = bisect.bisect_left(TIME_BUCKETS, seconds)
-        for z in range(len(ZONES)):
+        z = 0
+        while answers > 0 and z < len(ZONES):
             n = counts[z] - timed[z]
             if n:
                 timed[z] += n
                 self.durations[z][b] += n
                 self.duration_sums[z] += n * seconds
+                answers -= n
+            z += 1
 
     def answered(self, classes: Classes, query: bytes, response: bytes, plugin: str, cache: str,
                  seconds: float, qname: str | None = None, qtype: int = 0,

@@ -283,7 +283,7 @@ class BatchUDP:
             if k:
                 sendmmsg(fd, smsg, k, 0)
                 if tally is not None:
-                    tally.batch(perf() - t0)
+                    tally.batch(perf() - t0, k)
             if t_recv:
                 timing.add(ctrl_q, rmsg_q, n, t_recv, time.time_ns())
                 t_recv = 0
