@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("dns", help="run the cluster DNS server against an API server")
     _api_server_args(n)
-    n.add_argument("--listen", action="append", default=[],
+    n.add_argument("--listen", action="append", default=[], type=_address(53), metavar="ADDR[:PORT]",
                    help="ADDR[:PORT] to answer on, UDP and TCP (repeatable; default 127.0.0.1:53)")
     _dns_args(n)
     n.add_argument("--workers", type=int, default=1,
@@ -73,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--reuse-port", action="store_true",
                    help="bind with SO_REUSEPORT (a new server can start beside a running one)")
     n.add_argument("--pid-file", help="write 'PID START-TICKS' here once answering")
-    n.add_argument("--metrics-listen", metavar="ADDR:PORT", default=None,
-                   help="serve CoreDNS's /metrics, /health and /ready here over HTTP "
-                        "(default: none; the node agent uses its DNS address with port 9153)")
+    n.add_argument("--metrics-listen", metavar="ADDR[:PORT]", default=None, type=_address(9153),
+                   help="serve CoreDNS's /metrics, /health and /ready here over HTTP, port 9153 "
+                        "unless given (default: none; the node agent uses its DNS address)")
     n.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     n.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -106,6 +106,17 @@ def _lb_pool(value: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return value
+
+
+def _address(default_port: int):
+    """An argparse type: ADDR[:PORT] -> (ADDR, PORT)."""
+    def convert(value: str) -> tuple[str, int]:
+        from svcnet.agent.dns.process import parse_listen
+        try:
+            return parse_listen(value, default_port)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
 
 
 def _api_server_args(p: argparse.ArgumentParser) -> None:
@@ -228,13 +239,12 @@ async def _run_api_client(args: argparse.Namespace, user_agent: str, make) -> in
 
 
 async def _dns(args: argparse.Namespace) -> int:
-    from svcnet.agent.dns.process import DNSProcess, parse_listen
+    from svcnet.agent.dns.process import DNSProcess
 
     return await _run_api_client(args, "svcnet-dns", lambda client: DNSProcess(
-        client, [parse_listen(x) for x in args.listen or ["127.0.0.1:53"]],
+        client, args.listen or [("127.0.0.1", 53)],
         args.cluster_domain, args.resolv_conf, reuse_port=args.reuse_port or args.workers > 1,
-        pid_file=args.pid_file,
-        metrics_listen=parse_listen(args.metrics_listen) if args.metrics_listen else None))
+        pid_file=args.pid_file, metrics_listen=args.metrics_listen))
 
 
 async def _agent(args: argparse.Namespace) -> int:

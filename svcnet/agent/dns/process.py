@@ -44,10 +44,13 @@ log = logging.getLogger("svcnet.dns")
 SERVICE, SLICE, NAMESPACE = BY_KIND["Service"], BY_KIND["EndpointSlice"], BY_KIND["Namespace"]
 
 
-def parse_listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str, default_port: int = 53) -> tuple[str, int]:
+    """ADDR[:PORT] -> (ADDR, PORT); ValueError for a port that is no number in 1-65535."""
     host, _, port = value.rpartition(":")
     if not host:
-        return value, 53
+        return value, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid port in {value!r}")
     return host.strip("[]"), int(port)
 
 
