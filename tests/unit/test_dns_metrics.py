@@ -239,3 +239,13 @@ def test_metrics_health_and_ready_endpoints(tmp_path):
     assert (after[0], after[2]) == (200, "OK")
     assert status == 200 and ctype.startswith("text/plain")
     assert "# TYPE coredns_build_info gauge" in body and "process_open_fds " in body
+
+
+def test_query_types_outside_the_monitored_list_share_one_class():
+    """Types are labelled by name or "other", so random query types (65,536 of them) must not
+    each make a class: the table would grow a slot in every Tally per type."""
+    classes = m.Classes()
+    ids = {classes.intern(m.ROOT, qtype, 5, m.SERVER, m.UNCACHED, 30, 30)
+           for qtype in (SPF, 0, 64, 300, 4000, 65535)}
+    assert len(ids) == 1 and len(classes.labels) == len(m.ZONES) + 1
+    assert classes.intern(m.ROOT, MX, 5, m.SERVER, m.UNCACHED, 30, 30) not in ids

@@ -2,13 +2,13 @@
 alerts written for CoreDNS work unchanged.
 
 Theory of operation
-- Every answer belongs to a *class*: (zone, query type, rcode, plugin, cache outcome, request
-  size, response size), interned once in `Classes` as a small int. A cached answer carries its
-  class id and its zone's index (server.py stores both in the cache entry), so counting a cache
-  hit on the UDP thread is two list increments (`counts[cls] += 1; counts[zone] += 1`) in a
-  `Tally`: plain ints in a plain list, written by that thread only, no lock. Answers made on
-  the event loop (misses, forwarded names, errors, TCP) are interned there and counted in the
-  event loop's own Tally the same way.
+- Every answer belongs to a *class*: (zone, query type (the types labelled "other" as one),
+  rcode, plugin, cache outcome, request size, response size), interned once in `Classes` as a
+  small int. A cached answer carries its class id and its zone's index (server.py stores both
+  in the cache entry), so counting a cache hit on the UDP thread is two list increments
+  (`counts[cls] += 1; counts[zone] += 1`) in a `Tally`: plain ints in a plain list, written by
+  that thread only, no lock. Answers made on the event loop (misses, forwarded names, errors,
+  TCP) are interned there and counted in the event loop's own Tally the same way.
 - Durations: the UDP thread times each batch (recvmmsg returned -> sendmmsg returned: what each
   of its answers waited in the server) and `Tally.batch` adds that time once per answer of the
   batch to its zone's histogram, from the per-zone counts since the previous batch; the event
@@ -112,7 +112,8 @@ class Classes:
 
     def intern(self, zone: int, qtype: int, rcode: int, plugin: str, cache: str,
                reqsize: int, respsize: int) -> int:
-        key = (zone, qtype, rcode, plugin, cache, reqsize, respsize)
+        # a type outside TYPES is only ever "other": one class for all of them (65,536 types)
+        key = (zone, qtype if qtype in TYPES else 0, rcode, plugin, cache, reqsize, respsize)
         cls = self.ids.get(key)
         if cls is not None:
             return cls
