@@ -249,3 +249,23 @@ def test_query_types_outside_the_monitored_list_share_one_class():
            for qtype in (SPF, 0, 64, 300, 4000, 65535)}
     assert len(ids) == 1 and len(classes.labels) == len(m.ZONES) + 1
     assert classes.intern(m.ROOT, MX, 5, m.SERVER, m.UNCACHED, 30, 30) not in ids
+
+
+def test_the_cluster_zone_is_named_after_the_cluster_domain():
+    """With --cluster-domain example.org, the cluster's names are counted in zone
+    "example.org." (it was "cluster.local." whatever the domain)."""
+    async def main():
+        r = Resolver(Catalog(domain="example.org"))
+        r.on_service("ADDED", None, svc("web", "10.96.0.20"))
+        tally = r.classes.tally("dns://127.0.0.1:53", "udp", "1")
+        await r.respond(encode_query("web.default.svc.example.org", A, 1), tally=tally)
+        return DNSMetrics(r.classes, r.entries, None, "dns://127.0.0.1:53").render()
+
+    text = asyncio.run(main())
+    assert lines(text, "coredns_dns_requests_total{") == [
+        'coredns_dns_requests_total{family="1",proto="udp",server="dns://127.0.0.1:53",type="A",'
+        'view="",zone="example.org."} 1']
+    assert lines(text, "coredns_cache_entries{") == [
+        f'coredns_cache_entries{{server="dns://127.0.0.1:53",type="{t}",view="",zones="example.org."}} 1'
+        for t in ("denial", "success")]
+    assert "cluster.local" not in text

@@ -19,7 +19,7 @@ Theory of operation
   sizes rounded up to their histogram bucket's bound (the buckets stay exact, the size sums
   become upper bounds), so it stays bounded whatever the queries.
 - Labels: `server` is "dns://ADDR:PORT" as CoreDNS writes it with the bind plugin; `zone` the
-  matched zone of a Corefile serving `cluster.local in-addr.arpa ip6.arpa` and forwarding `.`
+  matched zone of a Corefile serving `<cluster domain> in-addr.arpa ip6.arpa` and forwarding `.`
   ("dropped" for a query that could not be read, as CoreDNS labels queries that never reach its
   plugins); `view` is always empty; `type` CoreDNS's list of monitored types, others "other";
   `plugin` the one that wrote the answer ("cache", "kubernetes", "forward"; empty when the
@@ -38,7 +38,7 @@ import time
 
 from svcnet.agent.metrics import family
 
-ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.", ".", "dropped")
+ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.", ".", "dropped")  # (CLUSTER: the domain's)
 CLUSTER, IN_ADDR, IP6, ROOT, DROPPED = range(len(ZONES))
 
 # plugin.TimeBuckets (0.25 ms .. 8.192 s, factor 2) and the request/response size buckets
@@ -106,6 +106,7 @@ class Classes:
 
     def __init__(self, domain: str = "cluster.local"):
         self.domain = domain
+        self.zones = (domain.strip(".") + ".",) + ZONES[1:]  # the zone labels, by index
         self.ids: dict[tuple, int] = {}
         self.labels: list[tuple | None] = [None] * len(ZONES)  # ids below len(ZONES): zones
         self.tallies: list[Tally] = []
@@ -241,7 +242,7 @@ class DNSMetrics:
                 if not n:
                     continue
                 zone, qtype, rcode, plugin, cache, reqsize, respsize = labels[cls]
-                z = ZONES[zone]
+                z = self.classes.zones[zone]
                 k = (t.server, z, "", t.proto, t.family, type_label(qtype))
                 f["requests"][k] = f["requests"].get(k, 0) + n
                 k = (t.server, z, "", rcode_label(rcode), plugin)
@@ -258,7 +259,7 @@ class DNSMetrics:
                         f["hits"][k] = f["hits"].get(k, 0) + n
             for z, (hist, total) in enumerate(zip(t.durations, t.duration_sums)):
                 if any(hist):
-                    k = (t.server, ZONES[z], "")
+                    k = (t.server, self.classes.zones[z], "")
                     h = f["duration"].setdefault(k, [[0] * len(hist), 0.0])
                     h[0] = [a + b for a, b in zip(h[0], hist)]
                     h[1] += total
@@ -292,7 +293,7 @@ class DNSMetrics:
                        SIZE_BUCKETS, f["respsize"])),
             family("coredns_cache_entries", "The number of elements in the cache.", "gauge",
                    _counter_samples("coredns_cache_entries", ("server", "type", "zones", "view"), {
-                       (self.cache_server, kind, ZONES[z], ""): n
+                       (self.cache_server, kind, self.classes.zones[z], ""): n
                        for (z, kind), n in self.entries.items() if n})),
             family("coredns_cache_requests_total", "The count of cache requests.", "counter",
                    _counter_samples("coredns_cache_requests_total", ("server", "zones", "view"),
