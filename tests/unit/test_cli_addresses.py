@@ -21,3 +21,19 @@ def test_bad_ports_are_usage_errors(capsys, flag, value):
         _parser().parse_args(["dns", flag, value])
     assert e.value.code == 2
     assert f"argument {flag}: invalid port in '{value}'" in capsys.readouterr().err
+
+
+def test_ipv6_addresses_with_and_without_a_port():
+    """A bare IPv6 address is an address (its last group is no port), in brackets it may carry
+    one; an empty address is a usage error, not a bind to ':53'."""
+    parse = _parser().parse_args
+    assert parse(["dns", "--metrics-listen", "::1"]).metrics_listen == ("::1", 9153)
+    assert parse(["dns", "--metrics-listen", "fd00::10"]).metrics_listen == ("fd00::10", 9153)
+    assert parse(["dns", "--listen", "[fd00::a]"]).listen == [("fd00::a", 53)]
+    assert parse(["dns", "--listen", "[fd00::a]:5353"]).listen == [("fd00::a", 5353)]
+
+
+def test_an_empty_address_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        _parser().parse_args(["dns", "--listen", ":53"])
+    assert e.value.code == 2 and "argument --listen: no address in ':53'" in capsys.readouterr().err

@@ -45,13 +45,20 @@ SERVICE, SLICE, NAMESPACE = BY_KIND["Service"], BY_KIND["EndpointSlice"], BY_KIN
 
 
 def parse_listen(value: str, default_port: int = 53) -> tuple[str, int]:
-    """ADDR[:PORT] -> (ADDR, PORT); ValueError for a port that is no number in 1-65535."""
-    host, _, port = value.rpartition(":")
+    """ADDR[:PORT] -> (ADDR, PORT); an IPv6 address with a port is in brackets ([::1]:53; a
+    bare ::1 is an address). ValueError for no address or a port that is no number in 1-65535."""
+    if value.endswith("]") or (value.count(":") > 1 and not value.startswith("[")):
+        host, port = value.strip("[]"), None
+    else:
+        host, colon, port = value.rpartition(":")
+        host, port = (host.strip("[]"), port) if colon else (value, None)
     if not host:
-        return value, default_port
+        raise ValueError(f"no address in {value!r}")
+    if port is None:
+        return host, default_port
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"invalid port in {value!r}")
-    return host.strip("[]"), int(port)
+    return host, int(port)
 
 
 class DNSProcess:
