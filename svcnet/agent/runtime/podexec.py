@@ -18,9 +18,10 @@ Theory of operation
 - The process gets PR_SET_PDEATHSIG(SIGKILL), set last (the kernel clears it on a credential
   change): no exec session outlives the process serving it. (The signal follows the *thread*
   that forked: call `spawn_exec` from one that lives as long as the server, the event loop's;
-  a fork + exec takes a few ms.) That process kills the session's
-  group when the client leaves, when the container's own process ends (as a container runtime
-  ends the container's exec sessions with it) and when the command is done.
+  a fork + exec takes a few ms.) That process kills the session's group when the client leaves
+  and when the container's own process ends (as a container runtime ends the container's exec
+  sessions with it). Once the command has ended, what it left in the background (`nohup x &`)
+  keeps running, as in a container, until the pod's sandbox is swept.
 """
 
 from __future__ import annotations
