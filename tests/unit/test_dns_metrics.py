@@ -269,3 +269,20 @@ def test_the_cluster_zone_is_named_after_the_cluster_domain():
         f'coredns_cache_entries{{server="dns://127.0.0.1:53",type="{t}",view="",zones="example.org."}} 1'
         for t in ("denial", "success")]
     assert "cluster.local" not in text
+
+
+def test_a_forwarded_query_without_a_response_is_no_request():
+    """CoreDNS counts a forward request together with its response: one that timed out, or
+    that the full pending table refused (never sent), was counted as a request."""
+    async def main():
+        t, p, addr = await upstream(silent=True)
+        fwd = Forwarder([addr], timeout=0.2)
+        await fwd.start()
+        timed_out = await fwd.query(encode_query("www.example.com", A, 1))
+        fwd.max_pending = 0
+        refused = await fwd.query(encode_query("www.example.com", A, 2))
+        fwd.close()
+        t.close()
+        return timed_out, refused, p.seen, fwd.requests, fwd.responses
+
+    assert asyncio.run(main()) == (None, None, ["www.example.com"], {}, {})

@@ -14,7 +14,8 @@ Theory of operation
 - TCP clients are forwarded over TCP (as CoreDNS's forward does: the client's protocol), one
   connection per query, under the same timeout.
 - Metrics, as CoreDNS's forward plugin counts them, per upstream `to` ("ADDR:53"): each query
-  sent (`requests`), each response received by rcode (`responses`) and its round trip
+  answered (`requests`: CoreDNS counts a request with its response, so one that timed out or
+  was never sent is none), each response by rcode (`responses`) and its round trip
   (`durations`, a histogram); plain dicts, written on the event loop only.
 """
 
@@ -123,7 +124,6 @@ class Forwarder:
         for upstream in self.upstreams:
             to = f"[{upstream[0]}]:{upstream[1]}" if ":" in upstream[0] else f"{upstream[0]}:{upstream[1]}"
             t0 = time.perf_counter()
-            self.requests[to] = self.requests.get(to, 0) + 1
             try:
                 if tcp:
                     reply = await asyncio.wait_for(self._tcp(message, upstream), self.timeout)
@@ -134,6 +134,7 @@ class Forwarder:
                 self.stats["timeouts"] += 1
             if reply is not None and len(reply) >= 12:
                 self.stats["forwarded"] += 1
+                self.requests[to] = self.requests.get(to, 0) + 1
                 key = (to, reply[3] & 0xF)
                 self.responses[key] = self.responses.get(key, 0) + 1
                 observe(self.durations, key, time.perf_counter() - t0)
