@@ -179,6 +179,11 @@ class DNSProcess:
         self.resolver.on_namespace(set(self.namespaces))
 
     async def stop(self) -> None:
+        if self.metrics_runner is not None:
+            # first: a server stepping down stops answering scrapes at once, so that they reach
+            # only its successor (counters that jumped between two processes look like resets)
+            await self.metrics_runner.cleanup()
+            self.metrics_runner = None
         for t in self.tasks:
             t.cancel()
         if self.pid_file is not None:
@@ -196,8 +201,6 @@ class DNSProcess:
         for inf in self.informers:
             await inf.stop()
         self.forwarder.close()
-        if self.metrics_runner is not None:
-            await self.metrics_runner.cleanup()
 
 
 def _keep_metadata(kind: str, old: dict | None, new: dict | None) -> None:
