@@ -138,6 +138,22 @@ def test_hooks_and_env_from_through_the_api(cluster):
     cluster.kubectl("delete", "pod", "badhook", "configured", "talker", "quitter", "--wait=false")
 
 
+def test_volume_mounts_are_not_mounted_and_say_so(cluster):
+    """Containers are processes on the node's filesystem: a volumeMount is not mounted, and the
+    pod says so with a FailedMount Warning Event (once), rather than silently."""
+    apply(cluster, pod("volumed", [{"name": "c", "image": "busybox", "command": ["sleep", "1000"],
+                                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+                       volumes=[{"name": "scratch", "emptyDir": {}}]))
+    event = poll(lambda: next((e for e in events_for(cluster, "volumed")
+                               if e["reason"] == "FailedMount"), None), 60, "a FailedMount event")
+    assert event["type"] == "Warning" and "not mounted: scratch at /scratch" in event["message"]
+    assert event["involvedObject"]["fieldPath"] == "spec.containers{c}"
+    poll(lambda: cluster.json("get", "pod", "volumed")["status"]["phase"] == "Running", 30,
+         "the pod to run without its volume")
+    assert [e["reason"] for e in events_for(cluster, "volumed")].count("FailedMount") == 1
+    cluster.kubectl("delete", "pod", "volumed", "--wait=false")
+
+
 def test_agent_killed_halfway_through_pod_starts_recovers_without_leaks(cluster):
     names = []
     for step in STEPS:

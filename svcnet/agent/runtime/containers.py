@@ -236,6 +236,17 @@ def is_builtin(argv: list[str]) -> bool:
     return len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m"
 
 
+def unmounted_volumes(container: dict) -> str | None:
+    """The FailedMount Warning for a container with volumeMounts (None without): containers are
+    processes on the node's own filesystem, and svcnet mounts no volumes, so a container runs
+    without them and says so, never silently."""
+    mounts = [f"{m.get('name')} at {m.get('mountPath')}" for m in container.get("volumeMounts") or ()]
+    if not mounts:
+        return None
+    return ("svcnet runs containers as processes on the node's filesystem and mounts no volumes: "
+            f"not mounted: {', '.join(mounts)}")
+
+
 def launch_for(pod: dict, container: dict, service_env: dict[str, str],
                ctx: dict[str, str], config_maps: ConfigMapGetter | None = None,
                warnings: list[str] | None = None) -> Launch:

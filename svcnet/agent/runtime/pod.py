@@ -619,6 +619,9 @@ class PodWorker:
         c.retry_at = 0.0
         for message in warnings:
             self.rt.record_event(self.pod, c.name, "InvalidEnvironmentVariableNames", message)
+        unmounted = ct.unmounted_volumes(c.spec) if c.instances == 0 else None
+        if unmounted:
+            self.rt.record_event(self.pod, c.name, "FailedMount", unmounted)
         if c.instances > 0:
             c.restart_count += 1
             c.last_state = c.terminated
