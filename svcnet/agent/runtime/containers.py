@@ -481,6 +481,19 @@ def start_log_writer(log_path: Path, rotate: tuple[int, int] | None = None) -> t
     return out_w, err_w
 
 
+def become_container(netns: str, hostname: str, files: dict[str, str], workdir: str,
+                     ids: tuple[int, int] | None) -> None:
+    """In a forked child, before exec (system calls only): join the pod (network namespace,
+    private mounts of its files, hostname), go to `workdir`, and become `ids` (uid, gid; None:
+    stay root, for built-in images)."""
+    enter_pod(netns, hostname, files, None, None)
+    os.chdir(workdir)
+    if ids is not None:
+        os.setgroups([])
+        os.setgid(ids[1])
+        os.setuid(ids[0])
+
+
 def spawn(launch: Launch, netns: str, hostname: str, files: dict[str, str],
           log_path: Path, host_network: bool = False) -> Spawned:
     """Fork + exec the container inside the pod (blocking), its output going through a log
@@ -495,12 +508,7 @@ def spawn(launch: Launch, netns: str, hostname: str, files: dict[str, str],
     def child() -> None:
         # Runs between fork and exec: keep it to system calls (no imports, no logging).
         try:
-            enter_pod(netns, hostname, files, None, None)
-            os.chdir(launch.workdir)
-            if exec_as is not None:
-                os.setgroups([])
-                os.setgid(exec_as[1])
-                os.setuid(exec_as[0])
+            become_container(netns, hostname, files, launch.workdir, exec_as)
         except BaseException as e:  # noqa: BLE001 - reported to the parent through the pipe
             os.write(err_w, f"{type(e).__name__}: {e}".encode()[:1000])
             raise
@@ -541,15 +549,12 @@ def run_in_pod(argv: list[str], env: dict[str, str], netns: str, hostname: str,
     """Run a command inside the pod (exec probes, lifecycle hooks): (exit code | None on timeout,
     output). Blocking."""
     def child() -> None:
-        enter_pod(netns, hostname, files, None, None)
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
+        become_container(netns, hostname, files, "/", (uid, gid))
 
     try:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, preexec_fn=child,
-                                start_new_session=True, cwd="/")
+                                start_new_session=True)
     except (OSError, subprocess.SubprocessError) as e:
         return 126, f"exec failed: {e}"
     try:

@@ -37,9 +37,9 @@ import termios
 from dataclasses import dataclass
 from pathlib import Path
 
-from svcnet.agent.nsenter import _libc, enter_pod
+from svcnet.agent.nsenter import _libc
 from svcnet.agent.runtime.containers import (DEFAULT_GID, DEFAULT_PATH, DEFAULT_UID, STATE_FILE,
-                                             alive, pod_dir, pod_hostname, pod_mounts,
+                                             alive, become_container, pod_dir, pod_hostname, pod_mounts,
                                              proc_start_ticks)
 
 PR_SET_PDEATHSIG = 1
@@ -217,13 +217,10 @@ def _start(target: ExecTarget, argv: list[str], env: dict[str, str], netns: int,
     def child() -> None:
         # Between fork and exec: system calls only. The session is new (start_new_session).
         try:
-            enter_pod(f"/proc/self/fd/{netns}", target.hostname, target.files, None, None)
-            if tty:
+            become_container(f"/proc/self/fd/{netns}", target.hostname, target.files,
+                             target.workdir, (target.uid, target.gid))
+            if tty:  # a session leader (start_new_session) takes its terminal as controlling
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            os.chdir(target.workdir)
-            os.setgroups([])
-            os.setgid(target.gid)
-            os.setuid(target.uid)
             if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
                 raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
         except BaseException as e:  # noqa: BLE001 - reported to the parent through the pipe
