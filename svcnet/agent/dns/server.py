@@ -36,7 +36,6 @@ import asyncio
 import logging
 import socket
 import struct
-
 import time
 
 from svcnet.agent.dns import udp as udp_batch
